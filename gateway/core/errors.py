@@ -1,0 +1,217 @@
+"""The gateway's error tree: every failure a caller can act on, with what the HTTP edge needs to render it.
+
+```
+GatewayError                      status, OpenAI type/code/param, retryable, retry_after
+├── InvalidRequest                400  invalid_request_error (param names the field)
+├── AuthenticationFailed          401  invalid_api_key
+├── ModelNotAllowed               403  model_not_allowed
+├── ModelNotFound                 404  model_not_found
+├── PayloadTooLarge               413  request_too_large
+├── RateLimited                   429  rate_limit_exceeded (the gateway's own limits)
+├── InternalError                 500  server_error
+├── ServiceUnavailable            503  service_unavailable (e.g. shutting down, not ready)
+└── UpstreamError                 a failure of one call to one upstream deployment
+    ├── UpstreamStatusError       the upstream answered with an HTTP error status
+    │   ├── UpstreamRateLimited   429 from upstream (retry_after from its headers)
+    │   └── UpstreamBadRequest    400/413/422 from upstream: the request itself is wrong; relayed as 400
+    ├── UpstreamConnectionError   connect failed, reset, closed mid-stream
+    ├── UpstreamTimeout           connect/read/total timeout (504)
+    ├── UpstreamProtocolError     malformed JSON or SSE, missing fields (502)
+    └── AllProvidersFailed        every attempt for the request failed (502; 429 if all were rate limits)
+```
+
+Messages never contain secrets: upstream bodies are summarised, and nothing here reads keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "AllProvidersFailed",
+    "AuthenticationFailed",
+    "GatewayError",
+    "InternalError",
+    "InvalidRequest",
+    "ModelNotAllowed",
+    "ModelNotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "ServiceUnavailable",
+    "UpstreamBadRequest",
+    "UpstreamConnectionError",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamRateLimited",
+    "UpstreamStatusError",
+    "UpstreamTimeout",
+]
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway renders; class attributes are the defaults for the subclass."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+        self.headers: dict[str, str] = headers or {}
+
+    def to_body(self) -> dict[str, Any]:
+        """The OpenAI error object: `{"error": {message, type, param, code}}`, all four keys present."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class ModelNotAllowed(GatewayError):
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"
+
+
+class ModelNotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_exceeded"
+    code = "rate_limit_exceeded"
+
+
+class InternalError(GatewayError):
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "service_unavailable"
+
+
+class UpstreamError(GatewayError):
+    """One call to one upstream deployment failed. `deployment` is `provider/model` when known."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, deployment: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.deployment = deployment
+
+    @property
+    def kind(self) -> str:
+        """A short, stable label for metadata, logs and `error.type` span attributes."""
+        return type(self).__name__
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an error status; `upstream_status` is what it sent."""
+
+    def __init__(self, message: str, *, upstream_status: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.upstream_status = upstream_status
+        # SPEC §4: retried on 408, 409, 429 and 5xx; everything else is final for this deployment.
+        self.retryable = upstream_status in (408, 409, 429) or upstream_status >= 500
+
+    @property
+    def kind(self) -> str:
+        return f"http_{self.upstream_status}"
+
+
+class UpstreamRateLimited(UpstreamStatusError):
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, upstream_status=429, **kwargs)
+
+
+class UpstreamBadRequest(UpstreamStatusError):
+    """The upstream rejected the request's content: the client must change it, so it is relayed as a 400."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = None
+
+
+class UpstreamConnectionError(UpstreamError):
+    retryable = True
+    code = "upstream_connection_error"
+
+    @property
+    def kind(self) -> str:
+        return "connection_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    type = "timeout"
+    code = "upstream_timeout"
+    retryable = True
+
+    @property
+    def kind(self) -> str:
+        return "timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    code = "upstream_protocol_error"
+
+    @property
+    def kind(self) -> str:
+        return "protocol_error"
+
+
+class AllProvidersFailed(UpstreamError):
+    """Every attempt failed. A plain exception holding the attempts' errors (not an ExceptionGroup)."""
+
+    def __init__(self, errors: Sequence[UpstreamError], *, message: str | None = None) -> None:
+        self.errors = list(errors)
+        summary = "; ".join(f"{e.deployment or 'upstream'}: {e.message}" for e in self.errors) or "no attempt made"
+        super().__init__(message or f"every upstream attempt failed: {summary}")
+        if self.errors and all(isinstance(e, UpstreamRateLimited) for e in self.errors):
+            self.status, self.type, self.code = 429, "rate_limit_exceeded", "rate_limit_exceeded"
+            waits = [e.retry_after for e in self.errors if e.retry_after is not None]
+            self.retry_after = min(waits) if waits else None
+        elif self.errors and all(isinstance(e, UpstreamTimeout) for e in self.errors):
+            self.status, self.type, self.code = 504, "timeout", "upstream_timeout"
+        elif len(self.errors) == 1 and isinstance(self.errors[0], UpstreamBadRequest):
+            only = self.errors[0]
+            self.status, self.type, self.code, self.param = only.status, only.type, only.code, only.param
+            self.message = only.message

@@ -1,0 +1,1 @@
+"""Orchestration strategies. Imports `gateway.core` only (enforced by import-linter)."""

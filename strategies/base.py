@@ -1,0 +1,250 @@
+"""The Strategy protocol and what every strategy shares: the context it runs in, and the record of its calls.
+
+A strategy decides which deployments to call, in what order or combination. It sees providers only through
+`Deployment`s and makes every call through `StrategyContext.call` / `StrategyContext.open_stream`, which time
+the call, price it and record it as an `Attempt`; the metadata the client sees (SPEC §5) is built from those
+records, so usage and cost are always the sum over every call actually made, losers and failures included.
+
+A strategy reads nothing global: the deadline, clock, RNG, live stats and hooks come in the context, so tests
+are deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from gateway.core.errors import GatewayError, UpstreamError
+from gateway.core.pool import Deployment, ProviderPool
+from gateway.core.provider import CallOptions, ChunkStream
+from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
+
+__all__ = [
+    "Attempt",
+    "AttemptStatus",
+    "RecordedStream",
+    "Role",
+    "Strategy",
+    "StrategyContext",
+    "StrategyMeta",
+    "StrategyResult",
+    "StrategyStream",
+]
+
+Role = Literal["candidate", "analysis", "synthesis", "attempt", "judge", "hedge", "proposer", "aggregator"]
+AttemptStatus = Literal["ok", "error", "cancelled", "rejected"]
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One provider call made for a request (after the provider's own retries)."""
+
+    deployment: Deployment
+    role: Role
+    status: AttemptStatus = "ok"
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    usage: Usage | None = None
+    error: str | None = None
+    note: str | None = None
+
+    @property
+    def cost_usd(self) -> float:
+        return self.deployment.cost(self.usage)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "provider": self.deployment.provider.name,
+            "model": self.deployment.model,
+            "role": self.role,
+            "status": self.status,
+            "latency_ms": round(self.latency_ms, 2),
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 2),
+            "usage": None if self.usage is None else self.usage.to_dict(),
+            "cost_usd": round(self.cost_usd, 10),
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        if self.note is not None:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(slots=True)
+class StrategyMeta:
+    """What a strategy did for one request: every attempt, who served the answer, and (adaptive) why."""
+
+    strategy: str
+    attempts: list[Attempt] = field(default_factory=list)
+    served_by: list[Deployment] = field(default_factory=list)
+    chosen_strategy: str | None = None
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for attempt in self.attempts:
+            if attempt.usage is not None:
+                total = total + attempt.usage
+        return total
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(attempt.cost_usd for attempt in self.attempts)
+
+    @property
+    def providers(self) -> list[str]:
+        """`provider/model` of every deployment that contributed to the answer, in order, without repeats."""
+        return list(dict.fromkeys(d.name for d in self.served_by))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "strategy": self.strategy,
+            "calls": [attempt.to_dict() for attempt in self.attempts],
+            "cost_usd": round(self.cost_usd, 10),
+        }
+        if self.chosen_strategy is not None:
+            out["chosen_strategy"] = self.chosen_strategy
+        if self.reason is not None:
+            out["reason"] = self.reason
+        out.update(self.extra)
+        return out
+
+
+@dataclass(slots=True)
+class StrategyResult:
+    response: ChatResponse
+    meta: StrategyMeta
+
+
+class StrategyStream(Protocol):
+    """Chunks for the client; `meta` is complete once iteration ends."""
+
+    meta: StrategyMeta
+
+    def __aiter__(self) -> AsyncIterator[Chunk]: ...
+
+
+class Strategy(Protocol):
+    name: str
+
+    async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult: ...
+
+    def stream(
+        self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext
+    ) -> AbstractAsyncContextManager[StrategyStream]: ...
+
+
+@dataclass(slots=True)
+class StrategyContext:
+    """Everything a strategy may read for one request. `meta` collects the attempts as calls are made."""
+
+    meta: StrategyMeta
+    deadline: float
+    request_id: str = ""
+    clock: Callable[[], float] = time.monotonic
+    rng: random.Random = field(default_factory=random.Random)
+    hints: dict[str, str] = field(default_factory=dict)
+    budget_usd: float | None = None
+    on_attempt: Callable[[Attempt], None] | None = None
+
+    def options(self, role: str) -> CallOptions:
+        return CallOptions(deadline=self.deadline, request_id=self.request_id, role=role)
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def _finish(self, attempt: Attempt) -> None:
+        self.meta.attempts.append(attempt)
+        if self.on_attempt is not None:
+            self.on_attempt(attempt)
+
+    async def call(self, deployment: Deployment, request: ChatRequest, role: Role = "attempt") -> ChatResponse:
+        """One non-streaming call, recorded whatever its outcome (a cancelled call is recorded as cancelled)."""
+        attempt = Attempt(deployment, role)
+        started = self.clock()
+        try:
+            response = await deployment.provider.complete(request, model=deployment.model, options=self.options(role))
+        except asyncio.CancelledError:
+            attempt.status = "cancelled"
+            raise
+        except UpstreamError as exc:
+            attempt.status, attempt.error = "error", exc.message
+            exc.deployment = exc.deployment or deployment.name
+            raise
+        except GatewayError as exc:
+            attempt.status, attempt.error = "error", exc.message
+            raise
+        finally:
+            attempt.latency_ms = (self.clock() - started) * 1000
+            self._finish(attempt)
+        attempt.usage = response.usage
+        attempt.ttft_ms = attempt.latency_ms
+        return response
+
+    @asynccontextmanager
+    async def open_stream(
+        self, deployment: Deployment, request: ChatRequest, role: Role = "attempt"
+    ) -> AsyncIterator[RecordedStream]:
+        """Open a streaming call (sent, first chunk received) and record it when it is left."""
+        attempt = Attempt(deployment, role)
+        started = self.clock()
+        recorded: RecordedStream | None = None
+        try:
+            async with deployment.provider.stream(
+                request, model=deployment.model, options=self.options(role)
+            ) as upstream:
+                attempt.ttft_ms = (self.clock() - started) * 1000
+                recorded = RecordedStream(upstream, attempt)
+                yield recorded
+        except asyncio.CancelledError:
+            attempt.status = "cancelled"
+            raise
+        except UpstreamError as exc:
+            attempt.status, attempt.error = "error", exc.message
+            exc.deployment = exc.deployment or deployment.name
+            raise
+        except GatewayError as exc:
+            attempt.status, attempt.error = "error", exc.message
+            raise
+        finally:
+            if recorded is not None:
+                attempt.usage = recorded.usage
+                if attempt.status == "ok" and not recorded.finished:
+                    attempt.status = "cancelled"  # left before the end: a loser, or the client went away
+            attempt.latency_ms = (self.clock() - started) * 1000
+            self._finish(attempt)
+
+
+class RecordedStream:
+    """A provider stream that remembers usage and whether it reached its end."""
+
+    __slots__ = ("_upstream", "attempt", "finished", "finish_reason")
+
+    def __init__(self, upstream: ChunkStream, attempt: Attempt) -> None:
+        self._upstream = upstream
+        self.attempt = attempt
+        self.finished = False
+        self.finish_reason: str | None = None
+
+    @property
+    def deployment(self) -> Deployment:
+        return self.attempt.deployment
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._upstream.usage
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        async for chunk in self._upstream:
+            for choice in chunk.get("choices") or ():
+                if choice.get("finish_reason") is not None:
+                    self.finish_reason = choice["finish_reason"]
+            yield chunk
+        self.finished = True
