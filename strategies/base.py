@@ -192,16 +192,24 @@ class StrategyContext:
     async def open_stream(
         self, deployment: Deployment, request: ChatRequest, role: Role = "attempt"
     ) -> AsyncIterator[RecordedStream]:
-        """Open a streaming call (sent, first chunk received) and record it when it is left."""
+        """Open a streaming call (sent, first chunk received). The attempt is recorded when the stream is
+        exhausted, or when it is left early (then as cancelled: a loser, or a client that went away)."""
         attempt = Attempt(deployment, role)
         started = self.clock()
         recorded: RecordedStream | None = None
+
+        def finish() -> None:
+            if recorded is not None:
+                attempt.usage = recorded.usage
+            attempt.latency_ms = (self.clock() - started) * 1000
+            self._finish(attempt)
+
         try:
             async with deployment.provider.stream(
                 request, model=deployment.model, options=self.options(role)
             ) as upstream:
                 attempt.ttft_ms = (self.clock() - started) * 1000
-                recorded = RecordedStream(upstream, attempt)
+                recorded = RecordedStream(upstream, attempt, finish)
                 yield recorded
         except asyncio.CancelledError:
             attempt.status = "cancelled"
@@ -214,21 +222,20 @@ class StrategyContext:
             attempt.status, attempt.error = "error", exc.message
             raise
         finally:
-            if recorded is not None:
-                attempt.usage = recorded.usage
-                if attempt.status == "ok" and not recorded.finished:
-                    attempt.status = "cancelled"  # left before the end: a loser, or the client went away
-            attempt.latency_ms = (self.clock() - started) * 1000
-            self._finish(attempt)
+            if recorded is None or not recorded.finished:
+                if recorded is not None and attempt.status == "ok":
+                    attempt.status = "cancelled"  # left before the end
+                finish()
 
 
 class RecordedStream:
     """A provider stream that remembers usage and whether it reached its end."""
 
-    __slots__ = ("_upstream", "attempt", "finished", "finish_reason")
+    __slots__ = ("_on_done", "_upstream", "attempt", "finish_reason", "finished")
 
-    def __init__(self, upstream: ChunkStream, attempt: Attempt) -> None:
+    def __init__(self, upstream: ChunkStream, attempt: Attempt, on_done: Callable[[], None]) -> None:
         self._upstream = upstream
+        self._on_done = on_done
         self.attempt = attempt
         self.finished = False
         self.finish_reason: str | None = None
@@ -248,3 +255,4 @@ class RecordedStream:
                     self.finish_reason = choice["finish_reason"]
             yield chunk
         self.finished = True
+        self._on_done()  # recorded now, so metadata built at the end of the stream includes this call

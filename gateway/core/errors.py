@@ -131,7 +131,7 @@ class UpstreamError(GatewayError):
 
     status = 502
     type = "upstream_error"
-    code = "upstream_error"
+    code: str | None = "upstream_error"
 
     def __init__(self, message: str, *, deployment: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)

@@ -48,8 +48,11 @@ class CallOptions:
 class ChunkStream(Protocol):
     """OpenAI-shaped chunks from one upstream call; `usage`, `ttft_s` and `finish_reason` are known as it goes."""
 
-    usage: Usage | None
-    ttft_s: float | None
+    @property
+    def usage(self) -> Usage | None: ...
+
+    @property
+    def ttft_s(self) -> float | None: ...
 
     def __aiter__(self) -> AsyncIterator[Chunk]: ...
 

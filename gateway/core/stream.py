@@ -184,7 +184,9 @@ def response_to_chunks(response: ChatResponse, *, include_usage: bool = False) -
         if choice.get("logprobs"):
             first["logprobs"] = choice["logprobs"]
         chunks.append({**base, "choices": [first]})
-        chunks.append({**base, "choices": [{"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}]})
+        chunks.append(
+            {**base, "choices": [{"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}]}
+        )
     usage = response.usage
     if include_usage and usage is not None:
         chunks.append(usage_chunk(base, usage))

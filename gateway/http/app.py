@@ -1,0 +1,51 @@
+"""`create_app(settings)`: the Litestar application; the only place that assembles the HTTP layer.
+
+Nothing happens at import time (STYLE "not to imitate"): the uvicorn worker factory `app_from_env` reads the
+config path from `ULTRA_CONFIG` (set by the CLI, which has already validated the file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+
+from gateway.http.edge import RequestIdEdge
+from gateway.http.errors import EXCEPTION_HANDLERS
+from gateway.http.routes.chat import chat_completions
+from gateway.http.routes.health import live, ready
+from gateway.http.routes.models import list_models, retrieve_model
+from gateway.service import Gateway
+from gateway.settings import Settings, load_settings
+
+__all__ = ["app_from_env", "create_app"]
+
+
+def create_app(settings: Settings, *, gateway: Gateway | None = None) -> RequestIdEdge:
+    service = gateway or Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.aclose()
+
+    app = Litestar(
+        route_handlers=[chat_completions, list_models, retrieve_model, live, ready],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        openapi_config=None,
+        request_max_body_size=settings.server.max_body_bytes,
+        state=None,
+        debug=False,
+    )
+    app.state.gateway = service
+    return RequestIdEdge(app)
+
+
+def app_from_env() -> RequestIdEdge:
+    """uvicorn factory for `--workers N`: every worker loads the same (already validated) config."""
+    return create_app(load_settings())

@@ -1,0 +1,74 @@
+"""The one place that turns exceptions into OpenAI error responses (STYLE 6): our error tree, Litestar's own
+HTTP exceptions (404 for unknown paths, 405, 413) and anything unexpected (500, no stack trace, the request id)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import orjson
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+from gateway.core.errors import GatewayError, InternalError, PayloadTooLarge
+
+__all__ = ["EXCEPTION_HANDLERS", "error_event", "render"]
+
+log = logging.getLogger("ultra_gateway")
+
+_FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
+def _headers(error: GatewayError) -> dict[str, str]:
+    headers = dict(error.headers)
+    if error.retry_after is not None:
+        headers.setdefault("retry-after", str(max(1, math.ceil(error.retry_after))))
+        headers.setdefault("retry-after-ms", str(int(error.retry_after * 1000)))
+    return headers
+
+
+def render(error: GatewayError) -> Response[bytes]:
+    return Response(
+        orjson.dumps(error.to_body()), status_code=error.status, media_type="application/json", headers=_headers(error)
+    )
+
+
+def error_event(error: GatewayError) -> bytes:
+    """The in-band SSE error event for a failure after the stream has started; the OpenAI SDK raises on it."""
+    return b"data: " + orjson.dumps(error.to_body()) + b"\n\n"
+
+
+def request_id_of(request: Request[Any, Any, Any]) -> str:
+    return str(request.scope.get("ultra.request_id", ""))  # type: ignore[call-overload,unused-ignore]
+
+
+def internal(request_id: str) -> InternalError:
+    return InternalError(f"The gateway hit an internal error; request id {request_id}.")
+
+
+def _gateway_error(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+    return render(exc)
+
+
+def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    if status == 413:
+        return render(PayloadTooLarge("The request body is larger than this gateway accepts"))
+    error = GatewayError(str(exc.detail), code=_FRAMEWORK_CODES.get(status))
+    error.status = status
+    error.type = "invalid_request_error" if status < 500 else "server_error"
+    return render(error)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    request_id = request_id_of(request)
+    log.error("unhandled error in request %s", request_id, exc_info=exc)
+    return render(internal(request_id))
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    GatewayError: _gateway_error,
+    HTTPException: _http_exception,
+    Exception: _unexpected,
+}

@@ -1,0 +1,25 @@
+"""Liveness and readiness (SPEC §2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response, get
+from litestar.datastructures import State
+
+from gateway.service import Gateway
+
+__all__ = ["live", "ready"]
+
+
+@get("/health/live", sync_to_thread=False)
+def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/health/ready", sync_to_thread=False)
+def ready(state: State) -> Response[dict[str, Any]]:
+    gateway: Gateway = state.gateway
+    checks = {"config": "ok" if gateway.ready else "not started"}
+    ok = gateway.ready
+    return Response({"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)

@@ -1,0 +1,38 @@
+"""`GET /v1/models` and `GET /v1/models/{id}` in OpenAI's list/object shapes (reference §6)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import unquote
+
+from litestar import get
+from litestar.datastructures import State
+
+from gateway.core.errors import ModelNotFound
+from gateway.service import Gateway
+
+__all__ = ["list_models", "retrieve_model"]
+
+_STARTED = int(time.time())
+
+
+def _model(model_id: str) -> dict[str, Any]:
+    owner = "ultra-gateway" if model_id.startswith("ultra-") else model_id.partition("/")[0]
+    return {"id": model_id, "object": "model", "created": _STARTED, "owned_by": owner}
+
+
+@get("/v1/models", sync_to_thread=False)
+def list_models(state: State) -> dict[str, Any]:
+    gateway: Gateway = state.gateway
+    return {"object": "list", "data": [_model(m) for m in gateway.model_ids()]}
+
+
+@get("/v1/models/{model_id:path}", sync_to_thread=False)
+def retrieve_model(model_id: str, state: State) -> dict[str, Any]:
+    gateway: Gateway = state.gateway
+    # Ids contain '/': newer SDKs percent-encode it, older ones send it raw; both arrive here.
+    name = unquote(model_id).lstrip("/")
+    if name not in gateway.model_ids():
+        raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+    return _model(name)

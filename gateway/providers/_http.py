@@ -1,0 +1,276 @@
+"""The one HTTP transport every remote dialect shares: a pooled aiohttp session per provider, timeouts, SSE
+framing, and the translation of aiohttp's errors into ours (STYLE 5, 7).
+
+A dialect is data-to-data (`Dialect`): it builds the request and parses responses, stream events and errors.
+`HttpProvider` does the I/O. aiohttp rather than httpx on this path: its pool costs a fraction of httpx's per
+request (issue 7 measurements, README "Design").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+
+from gateway.core.errors import (
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from gateway.core.provider import CallOptions, Capabilities
+from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
+from gateway.providers._sse import SSEDecoder, SSEEvent
+
+__all__ = [
+    "Dialect",
+    "HttpCall",
+    "HttpProvider",
+    "StreamTranslator",
+    "Timeouts",
+    "parse_retry_after",
+    "redact",
+]
+
+RETRY_AFTER_CAP_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    """What a dialect asks the transport to send: a POST of `body` to `base_url + path`."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+class StreamTranslator(Protocol):
+    done: bool
+    usage: Usage | None
+
+    def feed(self, event: SSEEvent) -> list[Chunk]: ...
+
+    def finish(self) -> list[Chunk]: ...
+
+
+class Dialect(Protocol):
+    kind: str
+    capabilities: Capabilities
+
+    def default_headers(self) -> dict[str, str]: ...
+
+    def build(self, request: ChatRequest, *, model: str, stream: bool) -> HttpCall: ...
+
+    def parse_response(self, body: bytes, *, model: str) -> ChatResponse: ...
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError: ...
+
+    def stream_translator(self, *, model: str) -> StreamTranslator: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float = 5.0
+    read_s: float = 60.0
+    total_s: float = 120.0
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms` (preferred) or `retry-after` (seconds or HTTP date), capped."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return min(max(float(raw_ms) / 1000, 0.0), RETRY_AFTER_CAP_S)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return min(max(float(raw), 0.0), RETRY_AFTER_CAP_S)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(raw) if raw else None
+        if parsed is None:
+            return None
+        return min(max(parsed.timestamp() - time.time(), 0.0), RETRY_AFTER_CAP_S)
+
+
+_KEYLIKE = re.compile(r"(sk-|key-|AIza)[A-Za-z0-9_\-]{6,}")
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Remove known secrets and anything shaped like an API key from upstream text before it goes anywhere."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _KEYLIKE.sub("[redacted]", text)
+
+
+class HttpProvider:
+    """A Provider over HTTP: one dialect, one base URL, one pooled aiohttp session for the process life."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        dialect: Dialect,
+        *,
+        timeouts: Timeouts | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_connections: int = 256,
+    ) -> None:
+        self.name = name
+        self.kind = dialect.kind
+        self.capabilities = dialect.capabilities
+        self.dialect = dialect
+        self.timeouts = timeouts or Timeouts()
+        self._base = base_url.rstrip("/")
+        self._headers = {**dialect.default_headers(), **(headers or {})}
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop (each uvicorn worker has its own); closed by aclose().
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers=self._headers,
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    def _timeout(self, options: CallOptions) -> aiohttp.ClientTimeout:
+        remaining = options.remaining()
+        if remaining <= 0:
+            raise UpstreamTimeout(f"{self.name}: no time left before the request deadline")
+        return aiohttp.ClientTimeout(
+            total=remaining, sock_connect=self.timeouts.connect_s, sock_read=min(self.timeouts.read_s, remaining)
+        )
+
+    def _fail(self, exc: BaseException) -> UpstreamError:
+        if isinstance(exc, asyncio.TimeoutError):
+            return UpstreamTimeout(f"{self.name}: upstream timed out")
+        return UpstreamConnectionError(f"{self.name}: connection failed ({type(exc).__name__})")
+
+    async def _send(
+        self, request: ChatRequest, model: str, options: CallOptions, stream: bool
+    ) -> aiohttp.ClientResponse:
+        call = self.dialect.build(request, model=model, stream=stream)
+        headers = {**call.headers, **options.extra_headers} if options.extra_headers else call.headers
+        try:
+            return await self._client().post(
+                self._base + call.path,
+                data=call.body,
+                headers=headers or None,
+                params=call.params or None,
+                timeout=self._timeout(options),
+            )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._fail(exc) from None
+
+    async def _error(self, response: aiohttp.ClientResponse) -> UpstreamError:
+        try:
+            body = await response.read()
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            body = b""
+        return self.dialect.parse_error(response.status, response.headers, body)
+
+    async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse:
+        response = await self._send(request, model, options, stream=False)
+        try:
+            if response.status >= 400:
+                raise await self._error(response)
+            try:
+                body = await response.read()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise self._fail(exc) from None
+        finally:
+            response.release()
+        return self.dialect.parse_response(body, model=model)
+
+    @asynccontextmanager
+    async def stream(self, request: ChatRequest, *, model: str, options: CallOptions) -> AsyncIterator[_HttpStream]:
+        started = time.monotonic()
+        response = await self._send(request, model, options, stream=True)
+        stream = _HttpStream(self, response, self.dialect.stream_translator(model=model), started)
+        try:
+            if response.status >= 400:
+                raise await self._error(response)
+            await stream.prime()
+            yield stream
+        finally:
+            if stream.finished:
+                response.release()  # read to the end: the connection goes back to the pool
+            else:
+                response.close()  # abandoned mid-stream (loser, client gone, error): drop the connection
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _HttpStream:
+    """A ChunkStream over an SSE response. `prime` reads up to the first chunk so failures before it surface
+    while the caller can still retry, fall over or answer with an HTTP status."""
+
+    def __init__(
+        self, provider: HttpProvider, response: aiohttp.ClientResponse, translator: StreamTranslator, started: float
+    ) -> None:
+        self._provider = provider
+        self._response = response
+        self._translator = translator
+        self._decoder = SSEDecoder()
+        self._pending: deque[Chunk] = deque()
+        self._started = started
+        self.ttft_s: float | None = None
+        self.finished = False
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._translator.usage
+
+    async def _read_more(self) -> bool:
+        """Decode the next network read into pending chunks; False at end of body."""
+        try:
+            data = await self._response.content.readany()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise self._provider._fail(exc) from None
+        if not data:
+            self._pending.extend(self._translator.finish())
+            if not self._translator.done:
+                raise UpstreamConnectionError(f"{self._provider.name}: the stream ended before it was complete")
+            return False
+        for event in self._decoder.feed(data):
+            self._pending.extend(self._translator.feed(event))
+        return True
+
+    async def prime(self) -> None:
+        while not self._pending:
+            if self._translator.done or not await self._read_more():
+                break
+        if not self._pending and not self._translator.done:
+            raise UpstreamProtocolError(f"{self._provider.name}: the stream produced no chunk")
+        self.ttft_s = time.monotonic() - self._started
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        pending = self._pending
+        while True:
+            while pending:
+                yield pending.popleft()
+            if self._translator.done or not await self._read_more():
+                break
+        while pending:  # what the translator flushed at the end of the body
+            yield pending.popleft()
+        self.finished = True

@@ -1,0 +1,173 @@
+"""The mock dialect: in-process, deterministic upstream models for the built-in config, demos, tests and the
+benchmark (STYLE 15). No network, no keys.
+
+Each model has a profile: `latency_ms` (time to first token), `ms_per_token` (streaming pace),
+`failure_rate` (0-1; outcomes drawn from an RNG seeded by provider and model, so a run is reproducible), and a
+`reply` template with `{model}`, `{provider}` and `{prompt}` (the last user message) placeholders.
+With tools offered (and `tool_choice` not `none`) it calls the named or first tool with `{}` arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+import zlib
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.core.errors import UpstreamStatusError, UpstreamTimeout
+from gateway.core.provider import CallOptions, Capabilities
+from gateway.core.stream import response_to_chunks
+from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
+
+__all__ = ["MockModel", "MockProvider"]
+
+DEFAULT_REPLY = "[{provider}/{model}] {prompt}"
+
+
+@dataclass(frozen=True, slots=True)
+class MockModel:
+    latency_ms: float = 0.0
+    ms_per_token: float = 0.0
+    failure_rate: float = 0.0
+    reply: str = DEFAULT_REPLY
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def _estimate_tokens(text: str) -> int:
+    return max(1, len(text) // 4) if text else 0
+
+
+class MockProvider:
+    kind = "mock"
+    capabilities = Capabilities()
+
+    def __init__(self, name: str, models: Mapping[str, MockModel], *, seed: int = 0) -> None:
+        self.name = name
+        self._models = dict(models)
+        self._rngs = {m: random.Random(zlib.crc32(f"{seed}:{name}/{m}".encode())) for m in self._models}
+
+    def _profile(self, model: str) -> MockModel:
+        return self._models.get(model) or MockModel()
+
+    async def _wait(self, seconds: float, options: CallOptions) -> None:
+        if seconds <= 0:
+            return
+        if seconds >= options.remaining():
+            await asyncio.sleep(max(options.remaining(), 0))
+            raise UpstreamTimeout(f"{self.name}: mock upstream timed out")
+        await asyncio.sleep(seconds)
+
+    def _check_failure(self, model: str, profile: MockModel) -> None:
+        rng = self._rngs.get(model)
+        if profile.failure_rate > 0 and rng is not None and rng.random() < profile.failure_rate:
+            raise UpstreamStatusError(f"{self.name}: mock failure (simulated 503)", upstream_status=503)
+
+    def _answer(self, request: ChatRequest, model: str) -> ChatResponse:
+        profile = self._profile(model)
+        body = request.body
+        prompt = next((_text_of(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+        prompt_tokens = sum(_estimate_tokens(_text_of(m.get("content"))) + 4 for m in request.messages)
+        text = profile.reply.format(model=model, provider=self.name, prompt=prompt)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        words = text.split(" ") if text else []
+        finish = "stop"
+        if isinstance(limit, int) and len(words) > limit:
+            words, finish = words[:limit], "length"
+        text = " ".join(words)
+        tool_calls = self._tool_calls(body)
+        n = body.get("n") or 1
+        message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else text}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+            finish = "tool_calls"
+        completion_tokens = (_estimate_tokens(text) if not tool_calls else 8) * n
+        usage = Usage(prompt_tokens, completion_tokens)
+        choices = [{"index": i, "message": dict(message), "finish_reason": finish, "logprobs": None} for i in range(n)]
+        return ChatResponse(
+            {
+                "id": f"chatcmpl-mock{uuid.uuid4().hex[:20]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": choices,
+                "usage": usage.to_dict(),
+            }
+        )
+
+    @staticmethod
+    def _tool_calls(body: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        tools = body.get("tools")
+        choice = body.get("tool_choice")
+        if not tools or choice == "none":
+            return None
+        name = None
+        if isinstance(choice, dict):
+            name = (choice.get("function") or {}).get("name")
+        if name is None:
+            first = tools[0] if isinstance(tools[0], dict) else {}
+            name = (first.get("function") or {}).get("name", "tool")
+        return [
+            {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": {"name": name, "arguments": "{}"}}
+        ]
+
+    async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse:
+        profile = self._profile(model)
+        response = self._answer(request, model)
+        usage = response.usage
+        tokens = usage.completion_tokens if usage else 0
+        await self._wait((profile.latency_ms + profile.ms_per_token * tokens) / 1000, options)
+        self._check_failure(model, profile)
+        return response
+
+    @asynccontextmanager
+    async def stream(self, request: ChatRequest, *, model: str, options: CallOptions) -> AsyncIterator[_MockStream]:
+        profile = self._profile(model)
+        started = time.monotonic()
+        await self._wait(profile.latency_ms / 1000, options)
+        self._check_failure(model, profile)
+        response = self._answer(request, model)
+        yield _MockStream(self, response, profile, options, time.monotonic() - started)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _MockStream:
+    def __init__(
+        self, provider: MockProvider, response: ChatResponse, profile: MockModel, options: CallOptions, ttft: float
+    ) -> None:
+        self._provider = provider
+        self._response = response
+        self._profile = profile
+        self._options = options
+        self.ttft_s: float | None = ttft
+        self.usage: Usage | None = None
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        chunks = response_to_chunks(self._response)
+        for chunk in chunks:
+            for choice in chunk["choices"]:
+                content = choice["delta"].get("content")
+                if content and " " in content:  # stream word by word, as a model would
+                    words = content.split(" ")
+                    for i, word in enumerate(words):
+                        piece = word if i == 0 else " " + word
+                        delta = {**choice["delta"], "content": piece} if i == 0 else {"content": piece}
+                        yield {**chunk, "choices": [{"index": choice["index"], "delta": delta, "finish_reason": None}]}
+                        await self._provider._wait(self._profile.ms_per_token / 1000, self._options)
+                    break
+            else:
+                yield chunk
+        self.usage = self._response.usage

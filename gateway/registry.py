@@ -1,0 +1,74 @@
+"""Builds the provider pool from settings: one dialect and one pooled client per provider, wrapped with the
+resilience layers (STYLE 8), and one Deployment per configured model."""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.core.pool import Deployment, ProviderPool
+from gateway.core.provider import Provider
+from gateway.providers._http import HttpProvider, Timeouts
+from gateway.providers.mock import MockModel, MockProvider
+from gateway.providers.openai_compat import OpenAIDialect
+from gateway.resilience.retry import RetryingProvider
+from gateway.settings import ProviderSettings, Settings
+
+__all__ = ["build_pool", "build_provider"]
+
+log = logging.getLogger("ultra_gateway")
+
+
+def build_provider(config: ProviderSettings) -> Provider:
+    """The bare adapter for one provider entry (no wrappers)."""
+    if config.kind == "mock":
+        models = {
+            m.id: MockModel(
+                latency_ms=m.latency_ms or 0.0,
+                ms_per_token=m.ms_per_token or 0.0,
+                failure_rate=m.failure_rate or 0.0,
+                **({"reply": m.reply} if m.reply is not None else {}),
+            )
+            for m in config.models
+        }
+        return MockProvider(config.name, models)
+    secret = config.api_key()
+    if config.api_key_env and secret is None:
+        log.warning(
+            "provider %s: environment variable %s is not set; calls will go unauthenticated",
+            config.name,
+            config.api_key_env,
+        )
+    api_key = secret.get_secret_value() if secret is not None else None
+    timeouts = Timeouts(config.timeout.connect_s, config.timeout.read_s, config.timeout.total_s)
+    if config.kind == "openai":
+        assert config.base_url is not None  # validated by ProviderSettings
+        dialect = OpenAIDialect(api_key, provider=config.name)
+        return HttpProvider(
+            config.name,
+            config.base_url,
+            dialect,
+            timeouts=timeouts,
+            headers=config.headers,
+            max_connections=config.max_connections,
+        )
+    raise NotImplementedError(f"provider kind {config.kind!r} is not available in this build")
+
+
+def build_pool(settings: Settings) -> ProviderPool:
+    deployments = []
+    for config in settings.providers:
+        provider: Provider = RetryingProvider(
+            build_provider(config), max_retries=config.max_retries, total_s=config.timeout.total_s
+        )
+        for model in config.models:
+            deployments.append(
+                Deployment(
+                    provider,
+                    model.id,
+                    input_cost_per_mtok=model.input_cost_per_mtok,
+                    output_cost_per_mtok=model.output_cost_per_mtok,
+                    quality=model.quality,
+                    max_concurrency=model.max_concurrency or config.max_concurrency,
+                )
+            )
+    return ProviderPool(deployments, settings.fallbacks)

@@ -1,0 +1,92 @@
+"""Retries as a Provider wrapper: exponential backoff with full jitter (tenacity), honouring the upstream's
+`retry-after`, bounded by attempts and by the call's deadline (SPEC §4).
+
+Retried: errors marked `retryable` (connection errors, timeouts, 408, 409, 429, 5xx). A stream is retried only
+while it is being opened (until its first chunk); after that the attempt's failure is final.
+A provider's `timeout.total_s` bounds the whole call, retries included: the deadline passed inward is the
+earlier of the request's and `now + total_s`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
+
+from gateway.core.errors import UpstreamError
+from gateway.core.provider import CallOptions, ChunkStream, Provider
+from gateway.core.types import ChatRequest, ChatResponse
+
+__all__ = ["RetryingProvider"]
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, UpstreamError) and exc.retryable
+
+
+class RetryingProvider:
+    """Wraps a Provider; same interface, with retries."""
+
+    def __init__(
+        self,
+        inner: Provider,
+        *,
+        max_retries: int = 2,
+        total_s: float | None = None,
+        backoff_initial_s: float = 0.25,
+        backoff_max_s: float = 8.0,
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.kind = inner.kind
+        self.capabilities = inner.capabilities
+        self.max_retries = max_retries
+        self.total_s = total_s
+        self._backoff = wait_random_exponential(multiplier=backoff_initial_s, max=backoff_max_s)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, UpstreamError) and exc.retry_after is not None:
+            return exc.retry_after
+        return float(self._backoff(state))
+
+    def _retrying(self, options: CallOptions) -> AsyncRetrying:
+        deadline = options.deadline
+
+        def stop(state: RetryCallState) -> bool:
+            if state.attempt_number > self.max_retries:
+                return True
+            # Deadline-aware: never sleep into (or past) the deadline; the last error is raised instead.
+            return time.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
+
+        return AsyncRetrying(stop=stop, wait=self._wait, retry=retry_if_exception(_retryable), reraise=True)
+
+    def _bounded(self, options: CallOptions) -> CallOptions:
+        if self.total_s is None:
+            return options
+        deadline = min(options.deadline, time.monotonic() + self.total_s)
+        return replace(options, deadline=deadline) if deadline < options.deadline else options
+
+    async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse:
+        options = self._bounded(options)
+        async for attempt in self._retrying(options):
+            with attempt:
+                return await self.inner.complete(request, model=model, options=options)
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    @asynccontextmanager
+    async def stream(self, request: ChatRequest, *, model: str, options: CallOptions) -> AsyncIterator[ChunkStream]:
+        options = self._bounded(options)
+        async with AsyncExitStack() as stack:
+            opened: ChunkStream | None = None
+            async for attempt in self._retrying(options):
+                with attempt:
+                    opened = await stack.enter_async_context(self.inner.stream(request, model=model, options=options))
+            assert opened is not None
+            yield opened
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
