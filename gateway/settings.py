@@ -212,7 +212,7 @@ def _interpolate(node: Any, path: str, env: Mapping[str, str], errors: list[str]
             if default is not None:
                 return default
             errors.append(f"{path or '<root>'}: environment variable {name} is not set")
-            return ""
+            return match.group(0)  # left as written, so the value is not also reported as invalid
 
         return _VAR.sub(sub, node)
     if isinstance(node, dict):

@@ -98,10 +98,12 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     try:
         return min(max(float(raw), 0.0), RETRY_AFTER_CAP_S)
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(raw) if raw else None
-        if parsed is None:
-            return None
-        return min(max(parsed.timestamp() - time.time(), 0.0), RETRY_AFTER_CAP_S)
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return min(max(when - time.time(), 0.0), RETRY_AFTER_CAP_S)
 
 
 _KEYLIKE = re.compile(r"(sk-|key-|AIza)[A-Za-z0-9_\-]{6,}")

@@ -8,6 +8,7 @@ from urllib.parse import unquote
 
 from litestar import get
 from litestar.datastructures import State
+from litestar.params import FromPath
 
 from gateway.core.errors import ModelNotFound
 from gateway.service import Gateway
@@ -29,7 +30,7 @@ def list_models(state: State) -> dict[str, Any]:
 
 
 @get("/v1/models/{model_id:path}", sync_to_thread=False)
-def retrieve_model(model_id: str, state: State) -> dict[str, Any]:
+def retrieve_model(model_id: FromPath[str], state: State) -> dict[str, Any]:
     gateway: Gateway = state.gateway
     # Ids contain '/': newer SDKs percent-encode it, older ones send it raw; both arrive here.
     name = unquote(model_id).lstrip("/")
