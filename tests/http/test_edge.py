@@ -85,7 +85,8 @@ async def test_stream_is_sse_with_usage_chunk_and_done(client: AsyncTestClient[A
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert sum(1 for c in chunks if c["choices"] and c["choices"][0]["delta"].get("role")) == 1
     last = chunks[-1]
-    assert last["choices"] == [] and last["usage"]["total_tokens"] > 0
+    assert last["choices"] == []
+    assert last["usage"]["total_tokens"] > 0
     assert last["ultra"]["calls"][0]["status"] == "ok"
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
 
@@ -94,7 +95,8 @@ async def test_stream_without_include_usage_sends_no_usage(client: AsyncTestClie
     response = await client.post("/v1/chat/completions", json={"model": "echo", "messages": USER, "stream": True})
     chunks = [orjson.loads(e[6:]) for e in response.text.split("\n\n") if e and e != "data: [DONE]"]
     assert all("usage" not in c for c in chunks)
-    assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and "ultra" in chunks[-1]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert "ultra" in chunks[-1]
 
 
 @pytest.mark.parametrize(
@@ -140,4 +142,5 @@ async def test_models_list_and_retrieve(client: AsyncTestClient[Any]) -> None:
 async def test_health(client: AsyncTestClient[Any]) -> None:
     assert (await client.get("/health/live")).json() == {"status": "ok"}
     ready = await client.get("/health/ready")
-    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"

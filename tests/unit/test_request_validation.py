@@ -22,7 +22,8 @@ def test_unknown_fields_are_kept_untouched() -> None:
 
 def test_stream_with_include_usage() -> None:
     request = parse_chat_request({**OK, "stream": True, "stream_options": {"include_usage": True}})
-    assert request.stream and request.include_usage
+    assert request.stream
+    assert request.include_usage
 
 
 @pytest.mark.parametrize(

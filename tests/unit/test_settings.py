@@ -23,7 +23,8 @@ def test_builtin_default_is_a_mock_fleet_of_three_profiles() -> None:
     assert len(settings.providers) >= 3
     latencies = sorted(m.latency_ms or 0 for p in settings.providers for m in p.models)
     assert latencies[0] < latencies[-1]
-    assert "ultra-simple" in settings.aliases and "ultra-speed" in settings.aliases
+    assert "ultra-simple" in settings.aliases
+    assert "ultra-speed" in settings.aliases
 
 
 @pytest.mark.skipif(not SPEC.exists(), reason="../shared is not beside this checkout")

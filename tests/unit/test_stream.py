@@ -1,4 +1,4 @@
-"""Stream accumulation, replay and the SDK's tool-call delta rules (reference §5.2–5.4)."""
+"""Stream accumulation, replay and the SDK's tool-call delta rules (reference §5.2-5.4)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,8 @@ def test_replay_then_accumulate_round_trips(content: str, n: int, with_tools: bo
         }
     )
     chunks = response_to_chunks(original, include_usage=True)
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 7
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["total_tokens"] == 7
     acc = StreamAccumulator()
     for c in chunks:
         acc.add(c)

@@ -49,13 +49,15 @@ def test_status_mapping(status: int, kind: type, retryable: bool, client_status:
 def test_credentials_failures_never_relay_the_upstream_text() -> None:
     body = f'{{"error": {{"message": "Incorrect API key provided: {SECRET}"}}}}'.encode()
     error = OpenAIDialect(SECRET).parse_error(401, {}, body)
-    assert SECRET not in error.message and "credentials" in error.message
+    assert SECRET not in error.message
+    assert "credentials" in error.message
 
 
 def test_upstream_text_is_redacted() -> None:
     body = f'{{"error": {{"message": "bad thing near {SECRET} and sk-other0123456789"}}}}'.encode()
     error = OpenAIDialect(SECRET).parse_error(500, {}, body)
-    assert SECRET not in error.message and "sk-other" not in error.message
+    assert SECRET not in error.message
+    assert "sk-other" not in error.message
     assert redact(f"x {SECRET} y", (SECRET,)) == "x [redacted] y"
 
 
@@ -65,5 +67,6 @@ def test_all_failed_is_429_only_when_every_failure_was_a_rate_limit() -> None:
     assert AllProvidersFailed([limited, UpstreamRateLimited("again", retry_after=1)]).retry_after == 1
     mixed = AllProvidersFailed([limited, UpstreamConnectionError("reset", deployment="b/m")])
     assert mixed.status == 502
-    assert "a/m: slow down" in mixed.message and "b/m: reset" in mixed.message
+    assert "a/m: slow down" in mixed.message
+    assert "b/m: reset" in mixed.message
     assert AllProvidersFailed([UpstreamTimeout("t"), UpstreamTimeout("t")]).status == 504
