@@ -1,8 +1,12 @@
-"""The request pipeline, framework-free: route the model name → run the strategy → shape what the client gets.
+"""The request pipeline, framework-free: authorize → route → admit (rate limits) → cache lookup → strategy →
+cache store → settle tokens → shape what the client gets (ARCHITECTURE "one request, end to end").
 
-Seams for later stages (SPEC §6-9): admission (rate limits) before the strategy, cache lookup/store around it,
-token settlement after it, and telemetry hooks on every attempt. The HTTP edge (gateway/http) parses and
-renders; everything between is here.
+The HTTP edge (gateway/http) authenticates, parses and renders; everything between is here. Work that the
+answer does not need (cache stores, token settlement) runs in the background and never delays it.
+
+Cache hits (SPEC §6): a fresh `id` and `created`, the usage the answer originally reported, no provider calls
+(`ultra.calls: []`, cost 0), and no tokens charged (the reservation is refunded); the request still counts
+against the requests-per-minute limits.
 """
 
 from __future__ import annotations
@@ -11,15 +15,20 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterable, AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.core.errors import ModelNotFound, UpstreamTimeout
+from gateway.auth import ANONYMOUS, Authenticator, Principal
+from gateway.backends import build_cache, build_limiter, cache_secret
+from gateway.cache.keys import CacheKey, make_key, scope_id
+from gateway.cache.responses import Lookup, ResponseCache
+from gateway.core.errors import InvalidRequest, ModelNotFound, UpstreamTimeout
 from gateway.core.pool import ProviderPool
-from gateway.core.stream import ToolCallDeltaNormalizer, usage_chunk
-from gateway.core.types import ChatRequest, Chunk
+from gateway.core.stream import StreamAccumulator, ToolCallDeltaNormalizer, response_to_chunks, usage_chunk
+from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, new_completion_id
+from gateway.ratelimit.limiter import RateLimiter, Ticket, key_rule
 from gateway.registry import build_pool
 from gateway.settings import BUILTIN_ALIASES, Settings
 from strategies.base import Strategy, StrategyContext, StrategyMeta
@@ -32,12 +41,30 @@ log = logging.getLogger("ultra_gateway")
 
 @dataclass(slots=True)
 class RequestContext:
-    """What the edge knows about the caller: ids, the key (by name, never the secret), hint headers."""
+    """What the edge knows about the caller: ids, the key (by name, never the secret), hint headers, and the
+    raw cache headers (`Cache-Control`, `x-ultra-cache-ttl`), which the pipeline interprets."""
 
     request_id: str
     trace_id: str | None = None
     key_name: str | None = None
     hints: dict[str, str] = field(default_factory=dict)
+    principal: Principal = ANONYMOUS
+    cache_control: str | None = None
+    cache_ttl: str | None = None
+
+
+@dataclass(slots=True)
+class _CachePlan:
+    key: CacheKey
+    read: bool
+    write: bool
+    ttl_s: float | None
+
+
+@dataclass(slots=True)
+class _StreamProgress:
+    opened: bool = False
+    finished: bool = False
 
 
 @dataclass(slots=True)
@@ -63,14 +90,48 @@ class Gateway:
         self.strategies: dict[str, Strategy] = {}
         self._direct: dict[str, Direct] = {}
         self.ready = False
+        self.auth = Authenticator.from_settings(settings.auth)
+        self._cache_secret = cache_secret(settings.cache)
+        # Built in start(): Redis clients belong to the event loop that serves requests.
+        self.cache: ResponseCache | None = None
+        self.limiter: RateLimiter | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        self.cache = build_cache(self.settings.cache)
+        self.limiter = build_limiter(self.settings.rate_limits)
         self.ready = True
 
     async def aclose(self) -> None:
         self.ready = False
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=2.0)
+        if self.cache is not None:
+            await self.cache.aclose()
+        if self.limiter is not None:
+            await self.limiter.aclose()
         for provider in self.pool.providers:
             await provider.aclose()
+
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        """`/health/ready`: config loaded, and each configured Redis answering a PING within its budget."""
+        checks = {"config": "ok" if self.ready else "not started"}
+        ok = self.ready
+        probes: dict[str, Coroutine[Any, Any, bool]] = {}
+        if self.cache is not None and self.cache.backend.name == "redis":
+            probes["redis_cache"] = self.cache.ping()
+        if self.limiter is not None and self.limiter.backend.name == "redis":
+            probes["redis_rate_limits"] = self.limiter.ping()
+        results = await asyncio.gather(*probes.values())
+        for name, up in zip(probes, results, strict=True):
+            checks[name] = "ok" if up else "unreachable"
+            ok = ok and up
+        return ok, checks
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- routing ---------------------------------------------------------------------------------------
 
@@ -122,52 +183,163 @@ class Gateway:
         out["trace_id"] = rc.trace_id
         return out
 
+    # --- admission, cache, settlement --------------------------------------------------------------------
+
+    def _cache_plan(self, request: ChatRequest, rc: RequestContext) -> _CachePlan | None:
+        """What the cache may do for this request; a malformed `x-ultra-cache-ttl` is a 400 (before any quota)."""
+        if self.cache is None:
+            return None
+        directives = {d.strip().lower() for d in (rc.cache_control or "").split(",")}
+        no_store = "no-store" in directives
+        ttl: float | None = None
+        if rc.cache_ttl is not None:
+            try:
+                ttl = float(rc.cache_ttl)
+            except ValueError:
+                ttl = -1.0
+            if not ttl >= 0 or ttl == float("inf"):
+                raise InvalidRequest("x-ultra-cache-ttl must be a number of seconds >= 0", param="x-ultra-cache-ttl")
+        settings = self.settings.cache
+        principal = rc.principal
+        scope = scope_id(settings.scope, key_name=principal.name, tenant=principal.tenant)
+        # Hints that steer routing change the answer; the cache's own headers do not.
+        hints = {k: v for k, v in rc.hints.items() if not k.startswith("x-ultra-cache")}
+        key = make_key(request.body, scope=scope, hints=hints, secret=self._cache_secret)
+        return _CachePlan(key, not (no_store or "no-cache" in directives), not no_store, ttl)
+
+    def _lookup(self, plan: _CachePlan | None, ctx: StrategyContext) -> AbstractAsyncContextManager[Lookup]:
+        if plan is None or self.cache is None:
+            return _no_cache()
+        return self.cache.lookup(plan.key, read=plan.read, write=plan.write, ttl_s=plan.ttl_s, wait_s=ctx.remaining())
+
+    async def _admit(self, request: ChatRequest, rc: RequestContext) -> Ticket | None:
+        if self.limiter is None:
+            return None
+        principal = rc.principal
+        rule = key_rule(principal.name, rpm=principal.rpm, tpm=principal.tpm)
+        return await self.limiter.admit(key=rule, model=request.model, body=request.body)
+
+    def _settle(self, ticket: Ticket | None, actual_tokens: int | None) -> None:
+        """Charge real usage instead of the estimate, in the background (it does not change the answer)."""
+        if ticket is not None and self.limiter is not None and not ticket.settled:
+            self._spawn(self.limiter.settle(ticket, actual_tokens))
+
+    def _from_cache(
+        self, cached: dict[str, Any], request: ChatRequest, rc: RequestContext, strategy: Strategy
+    ) -> tuple[dict[str, Any], StrategyMeta]:
+        """A stored answer as this request's answer: its own id, the alias it asked for, no provider calls."""
+        cached["id"] = new_completion_id()
+        cached["created"] = int(time.time())
+        cached["model"] = request.model
+        return cached, StrategyMeta(strategy.name)
+
+    @staticmethod
+    def _with_limits(headers: dict[str, str], ticket: Ticket | None) -> dict[str, str]:
+        if ticket is not None:
+            headers.update(ticket.headers)
+        return headers
+
     # --- the pipeline ----------------------------------------------------------------------------------
 
     async def complete(self, request: ChatRequest, rc: RequestContext) -> Outcome:
+        self.auth.authorize(rc.principal, request.model)
         strategy = self.route(request.model)
         ctx = self._context(strategy, rc)
+        plan = self._cache_plan(request, rc)
+        ticket = await self._admit(request, rc)
+        actual: int | None = 0
         try:
-            async with asyncio.timeout(ctx.remaining()):
-                result = await strategy.complete(request, self.pool, ctx)
-        except TimeoutError:
-            raise UpstreamTimeout("the request did not finish within its total timeout") from None
-        body = result.response.data
-        body["model"] = request.model
-        if any(a.usage is not None for a in result.meta.attempts):
-            body["usage"] = result.meta.usage.to_dict()
-        cache = "bypass"
-        if self.settings.server.expose_metadata:
-            body["ultra"] = self._metadata(result.meta, rc, cache)
-        return Outcome(body, self._headers(result.meta, cache), result.meta)
+            async with self._lookup(plan, ctx) as lookup:
+                if lookup.response is not None:
+                    body, meta = self._from_cache(lookup.response, request, rc, strategy)
+                    if self.settings.server.expose_metadata:
+                        body["ultra"] = self._metadata(meta, rc, "hit")
+                    return Outcome(body, self._with_limits(self._headers(meta, "hit"), ticket), meta)
+                try:
+                    async with asyncio.timeout(ctx.remaining()):
+                        result = await strategy.complete(request, self.pool, ctx)
+                except TimeoutError:
+                    raise UpstreamTimeout("the request did not finish within its total timeout") from None
+                body = result.response.data
+                body["model"] = request.model
+                if any(a.usage is not None for a in result.meta.attempts):
+                    body["usage"] = result.meta.usage.to_dict()
+                lookup.fill(body)
+                cache = lookup.status
+                if self.settings.server.expose_metadata:
+                    body["ultra"] = self._metadata(result.meta, rc, cache)
+                return Outcome(body, self._with_limits(self._headers(result.meta, cache), ticket), result.meta)
+        except asyncio.CancelledError:
+            actual = None  # the client left: calls in flight may still be billed, keep the estimate charged
+            raise
+        finally:
+            if actual is not None:
+                actual = ctx.meta.usage.total_tokens  # what every call made for this request consumed (0 on a hit)
+            self._settle(ticket, actual)
 
     @asynccontextmanager
     async def stream(self, request: ChatRequest, rc: RequestContext) -> AsyncIterator[StreamOutcome]:
         """Entered before any byte is sent: failures while opening are ordinary HTTP errors."""
+        self.auth.authorize(rc.principal, request.model)
         strategy = self.route(request.model)
         ctx = self._context(strategy, rc)
-        cache = "bypass"
+        plan = self._cache_plan(request, rc)
+        ticket = await self._admit(request, rc)
+        progress = _StreamProgress()
         try:
-            async with asyncio.timeout(ctx.remaining()):
-                opening = strategy.stream(request, self.pool, ctx)
-                stream = await opening.__aenter__()
-        except TimeoutError:
-            raise UpstreamTimeout("no upstream produced a first chunk within the total timeout") from None
-        try:
-            chunks = self._relay(stream, request, rc, ctx, cache)
-            yield StreamOutcome(chunks, self._headers(ctx.meta, cache), ctx.meta)
-        except BaseException as exc:
-            if not await opening.__aexit__(type(exc), exc, exc.__traceback__):
-                raise
-        else:
-            await opening.__aexit__(None, None, None)
+            async with AsyncExitStack() as stack:
+                lookup = await stack.enter_async_context(self._lookup(plan, ctx))
+                if lookup.response is not None:
+                    body, meta = self._from_cache(lookup.response, request, rc, strategy)
+                    progress.opened = True
+                    headers = self._with_limits(self._headers(meta, "hit"), ticket)
+                    yield StreamOutcome(self._replay(body, request, rc, meta), headers, meta)
+                    return
+                try:
+                    async with asyncio.timeout(ctx.remaining()):
+                        stream = await stack.enter_async_context(strategy.stream(request, self.pool, ctx))
+                except TimeoutError:
+                    raise UpstreamTimeout("no upstream produced a first chunk within the total timeout") from None
+                progress.opened = True
+                chunks = self._relay(stream, request, rc, ctx, lookup, progress)
+                headers = self._with_limits(self._headers(ctx.meta, lookup.status), ticket)
+                yield StreamOutcome(chunks, headers, ctx.meta)
+        finally:
+            # Finished: charge what was used. Failed before the first chunk: nothing was generated, charge what
+            # the failed calls reported (usually 0). Cut mid-way: usage unknown, the estimate stays charged.
+            if progress.finished or not progress.opened:
+                self._settle(ticket, ctx.meta.usage.total_tokens)
+            else:
+                self._settle(ticket, None)
+
+    async def _replay(
+        self, body: dict[str, Any], request: ChatRequest, rc: RequestContext, meta: StrategyMeta
+    ) -> AsyncIterator[Chunk]:
+        """A cached answer as the chunks of a stream (reference §5): role, content, finish, usage if asked."""
+        response = ChatResponse(body)
+        chunks = response_to_chunks(response)
+        if request.include_usage:
+            chunks.append(usage_chunk(chunks[-1], response.usage or Usage()))
+        if self.settings.server.expose_metadata:
+            chunks[-1]["ultra"] = self._metadata(meta, rc, "hit")
+        for chunk in chunks:
+            yield chunk
 
     async def _relay(
-        self, stream: AsyncIterable[Chunk], request: ChatRequest, rc: RequestContext, ctx: StrategyContext, cache: str
+        self,
+        stream: AsyncIterable[Chunk],
+        request: ChatRequest,
+        rc: RequestContext,
+        ctx: StrategyContext,
+        lookup: Lookup,
+        progress: _StreamProgress,
     ) -> AsyncIterator[Chunk]:
         """The client's view of a strategy stream: its model name, SDK-shaped tool-call deltas, no upstream usage
-        chunks, and at the end the summed usage (when asked) and the `ultra` metadata on the last chunk."""
+        chunks, and at the end the summed usage (when asked) and the `ultra` metadata on the last chunk.
+        A stream that ends cleanly is folded into one `chat.completion` and offered to the cache."""
         model = request.model
+        cache = lookup.status
+        accumulator = StreamAccumulator() if lookup.writable else None
         normalize = ToolCallDeltaNormalizer()
         held: list[Chunk] = []  # finish_reason chunks wait so the metadata can ride on the last one
         loop = asyncio.get_running_loop()
@@ -187,6 +359,8 @@ class Gateway:
             chunk["model"] = model
             chunk.pop("usage", None)
             normalize(chunk)
+            if accumulator is not None:
+                accumulator.add(chunk)
             if any(c.get("finish_reason") is not None for c in choices):
                 held.append(chunk)
                 continue
@@ -195,6 +369,12 @@ class Gateway:
                     yield waiting
                 held.clear()
             yield chunk
+        progress.finished = True
+        if accumulator is not None and accumulator.complete:
+            answer = accumulator.response().data
+            if any(a.usage is not None for a in ctx.meta.attempts):
+                answer["usage"] = ctx.meta.usage.to_dict()
+            lookup.fill(answer)
         tail = held
         if request.include_usage:
             template = tail[-1] if tail else {"model": model}
@@ -203,3 +383,8 @@ class Gateway:
             tail[-1]["ultra"] = self._metadata(ctx.meta, rc, cache)
         for chunk in tail:
             yield chunk
+
+
+@asynccontextmanager
+async def _no_cache() -> AsyncIterator[Lookup]:
+    yield Lookup("bypass")

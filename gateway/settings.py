@@ -20,9 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 __all__ = [
     "BUILTIN_ALIASES",
+    "AuthSettings",
+    "CacheSettings",
     "ConfigError",
+    "KeySettings",
+    "LimitSettings",
     "ModelSettings",
     "ProviderSettings",
+    "RateLimitSettings",
     "Settings",
     "default_config_text",
     "load_settings",
@@ -132,33 +137,87 @@ class StrategySettings(BaseModel):
     kind: StrategyKind
 
 
+_REDIS_URL = r"^(redis|rediss|unix)://"
+
+
 class CacheSettings(_Strict):
-    enabled: bool = True
-    backend: Literal["memory", "redis"] | None = Field(None, description="Default: redis when REDIS_URL is set.")
-    redis_url: str | None = None
-    ttl_s: float = Field(3600.0, gt=0)
-    scope: Literal["key", "tenant", "global"] = "key"
-    max_entries: int = Field(10_000, ge=1)
-    max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    """Exact-match response cache (SPEC §6)."""
+
+    enabled: bool = Field(True, description="Cache completed answers.")
+    backend: Literal["memory", "redis"] | None = Field(
+        None, description="memory (one process) or redis (shared). Default: redis when REDIS_URL is set."
+    )
+    redis_url: str | None = Field(None, description="Default: $REDIS_URL.")
+    ttl_s: float = Field(3600.0, gt=0, description="Lifetime of an entry; `x-ultra-cache-ttl` overrides it.")
+    max_ttl_s: float = Field(7 * 86400.0, gt=0, description="Upper bound for `x-ultra-cache-ttl`.")
+    scope: Literal["key", "tenant", "global"] = Field(
+        "key", description="Who shares entries: each API key, each tenant, or everyone."
+    )
+    max_entries: int = Field(10_000, ge=1, description="memory: most entries kept (LRU).")
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="memory: most bytes kept (LRU).")
+    max_entry_bytes: int = Field(1024 * 1024, ge=1024, description="Answers larger than this are not cached.")
+    key_secret_env: str | None = Field(
+        None, description="Env var with a secret for HMAC cache keys (recommended on a shared Redis)."
+    )
+    timeout_s: float = Field(0.2, gt=0, le=10, description="redis: budget of one cache operation.")
+    lock_ttl_s: float = Field(30.0, gt=0, description="redis: stampede lock lifetime (a crashed leader's lock).")
+    lock_wait_s: float = Field(5.0, ge=0, description="redis: how long a request waits for another replica's answer.")
+    key_prefix: str = Field("ugw", min_length=1, description="redis: prefix of every key.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(_REDIS_URL, value):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
+class LimitSettings(_Strict):
+    rpm: int | None = Field(None, ge=1, description="Requests per minute.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute (prompt + completion).")
 
 
 class RateLimitSettings(_Strict):
+    """Rate limits (SPEC §7). Per-key limits live on each key (`auth.keys[].rpm/tpm`)."""
+
     enabled: bool = True
-    backend: Literal["memory", "redis"] | None = Field(None, description="Default: redis when REDIS_URL is set.")
-    redis_url: str | None = None
-    fail_open: bool = True
+    backend: Literal["memory", "redis"] | None = Field(
+        None, description="memory (one process) or redis (exact across replicas). Default: redis when REDIS_URL is set."
+    )
+    redis_url: str | None = Field(None, description="Default: $REDIS_URL.")
+    fail_open: bool = Field(
+        True, description="Redis down: admit with a local per-process limiter (true) or answer 503 (false)."
+    )
     rpm: int | None = Field(None, ge=1, description="Global requests per minute.")
     tpm: int | None = Field(None, ge=1, description="Global tokens per minute.")
+    models: dict[str, LimitSettings] = Field(
+        default_factory=dict,
+        description="Per model or alias: glob -> limits, first match wins; all models a glob matches share them.",
+    )
+    default_output_tokens: int = Field(
+        1024, ge=1, description="Tokens reserved for the answer when a request sets no max_tokens."
+    )
+    timeout_s: float = Field(0.1, gt=0, le=10, description="redis: budget of one limiter round trip.")
+    key_prefix: str = Field("ugw", min_length=1, description="redis: prefix of every key.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(_REDIS_URL, value):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
 
 class KeySettings(_Strict):
-    name: Annotated[str, Field(min_length=1)]
+    """One API key. Give exactly one of `key`, `key_env`, `key_sha256` (the hex SHA-256 of the key)."""
+
+    name: Annotated[str, Field(min_length=1, description="Shown in logs and metadata; never the key itself.")]
     key: SecretStr | None = None
     key_env: str | None = None
     key_sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
-    tenant: str | None = None
-    rpm: int | None = Field(None, ge=1)
-    tpm: int | None = Field(None, ge=1)
+    tenant: str | None = Field(None, description="Keys of one tenant share cache entries under scope: tenant.")
+    rpm: int | None = Field(None, ge=1, description="Requests per minute for this key.")
+    tpm: int | None = Field(None, ge=1, description="Tokens per minute for this key.")
     models: list[str] = Field(default_factory=lambda: ["*"], description="Allowed model globs.")
 
     @model_validator(mode="after")
@@ -170,7 +229,7 @@ class KeySettings(_Strict):
 
 
 class AuthSettings(_Strict):
-    keys: list[KeySettings] = Field(default_factory=list)
+    keys: list[KeySettings] = Field(default_factory=list, description="No keys: open to anyone (warned at start).")
 
 
 class TelemetrySettings(_Strict):
@@ -241,8 +300,28 @@ def _message(error: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _resolve_redis(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """SPEC §1: `REDIS_URL`, when set, switches cache and rate limits to Redis unless the file says otherwise."""
+    url = env.get("REDIS_URL") or None
+    updates: dict[str, Any] = {}
+    for name in ("cache", "rate_limits"):
+        section: CacheSettings | RateLimitSettings = getattr(settings, name)
+        backend = section.backend or ("redis" if url else "memory")
+        redis_url = section.redis_url or (url if backend == "redis" else None)
+        if (backend, redis_url) != (section.backend, section.redis_url):
+            updates[name] = section.model_copy(update={"backend": backend, "redis_url": redis_url})
+    return settings.model_copy(update=updates) if updates else settings
+
+
 def _cross_check(settings: Settings, env: Mapping[str, str]) -> list[str]:
     errors: list[str] = []
+    for name in ("cache", "rate_limits"):
+        section: CacheSettings | RateLimitSettings = getattr(settings, name)
+        if section.enabled and section.backend == "redis" and not section.redis_url:
+            errors.append(f"{name}.redis_url: required with backend redis (or set REDIS_URL)")
+    secret_env = settings.cache.key_secret_env
+    if secret_env is not None and not env.get(secret_env):
+        errors.append(f"cache.key_secret_env: environment variable {secret_env} is not set")
     names = [p.name for p in settings.providers]
     for i, name in enumerate(names):
         if names.index(name) != i:
@@ -285,6 +364,7 @@ def parse_settings(text: str, *, source: str = "config", env: Mapping[str, str] 
     except ValidationError as exc:
         errors += [f"{_loc(tuple(e['loc']))}: {_message(e)}" for e in exc.errors(include_url=False)]
         raise ConfigError(errors, source) from None
+    settings = _resolve_redis(settings, env)
     errors += _cross_check(settings, env)
     if errors:
         raise ConfigError(errors, source)

@@ -14,6 +14,7 @@ from litestar.response import Stream
 
 from gateway.core.errors import GatewayError, InvalidRequest
 from gateway.core.types import ChatRequest, Chunk, parse_chat_request
+from gateway.http.auth import principal_of, require_key
 from gateway.http.errors import error_event, internal, request_id_of
 from gateway.service import Gateway, RequestContext
 
@@ -34,11 +35,20 @@ async def _read_request(request: Request[Any, Any, Any]) -> ChatRequest:
 
 
 def _context(request: Request[Any, Any, Any]) -> RequestContext:
-    hints = {k: v for k, v in request.headers.items() if k.startswith("x-ultra-")}
-    return RequestContext(request_id=request_id_of(request), hints=hints)
+    headers = request.headers
+    hints = {k: v for k, v in headers.items() if k.startswith("x-ultra-")}
+    principal = principal_of(request)
+    return RequestContext(
+        request_id=request_id_of(request),
+        key_name=None if principal.anonymous else principal.name,
+        hints=hints,
+        principal=principal,
+        cache_control=headers.get("cache-control"),
+        cache_ttl=headers.get("x-ultra-cache-ttl"),
+    )
 
 
-@post("/v1/chat/completions", status_code=200)
+@post("/v1/chat/completions", status_code=200, guards=[require_key])
 async def chat_completions(request: Request[Any, Any, Any], state: State) -> Response[bytes] | Stream:
     gateway: Gateway = state.gateway
     chat = await _read_request(request)

@@ -17,9 +17,9 @@ def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/health/ready", sync_to_thread=False)
-def ready(state: State) -> Response[dict[str, Any]]:
+@get("/health/ready")
+async def ready(state: State) -> Response[dict[str, Any]]:
+    """200 when the config is loaded and every configured Redis answers; 503 otherwise (with each check)."""
     gateway: Gateway = state.gateway
-    checks = {"config": "ok" if gateway.ready else "not started"}
-    ok = gateway.ready
+    ok, checks = await gateway.readiness()
     return Response({"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)

@@ -6,11 +6,12 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
-from litestar import get
+from litestar import Request, get
 from litestar.datastructures import State
 from litestar.params import FromPath
 
 from gateway.core.errors import ModelNotFound
+from gateway.http.auth import principal_of, require_key
 from gateway.service import Gateway
 
 __all__ = ["list_models", "retrieve_model"]
@@ -23,17 +24,18 @@ def _model(model_id: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": _STARTED, "owned_by": owner}
 
 
-@get("/v1/models", sync_to_thread=False)
-def list_models(state: State) -> dict[str, Any]:
+@get("/v1/models", sync_to_thread=False, guards=[require_key])
+def list_models(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
     gateway: Gateway = state.gateway
-    return {"object": "list", "data": [_model(m) for m in gateway.model_ids()]}
+    principal = principal_of(request)  # a key sees the models it may use
+    return {"object": "list", "data": [_model(m) for m in gateway.model_ids() if principal.may_use(m)]}
 
 
-@get("/v1/models/{model_id:path}", sync_to_thread=False)
-def retrieve_model(model_id: FromPath[str], state: State) -> dict[str, Any]:
+@get("/v1/models/{model_id:path}", sync_to_thread=False, guards=[require_key])
+def retrieve_model(model_id: FromPath[str], state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
     gateway: Gateway = state.gateway
     # Ids contain '/': newer SDKs percent-encode it, older ones send it raw; both arrive here.
     name = unquote(model_id).lstrip("/")
-    if name not in gateway.model_ids():
+    if name not in gateway.model_ids() or not principal_of(request).may_use(name):
         raise ModelNotFound(f"The model '{name}' does not exist", param="model")
     return _model(name)

@@ -1,0 +1,141 @@
+"""One Redis endpoint as the cache and the rate limiter use it: a client with short timeouts and no retries, a
+circuit breaker in front of it, and the one place where redis-py errors become ours (STYLE 5).
+
+Why these settings (reference/redis-patterns.md §1, §4): redis-py 8 retries ten times with backoff by default
+and waits 5 s per socket operation, so a dead Redis would hold every request for seconds; a rate-limit script
+that timed out may already have run, so retrying it double-charges. Here every call has one budget
+(`timeout_s`, covering pool wait, connect and reply) and zero retries. After `failures` consecutive errors the
+breaker opens and calls fail at once, without I/O, for `cooldown_s`; then one probe goes through (half-open) and
+its success closes the breaker, so the gateway recovers by itself when Redis returns.
+
+The URL may carry a password: it never appears in an error message or a log line (only host and port do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway.core.errors import ServiceUnavailable
+
+__all__ = ["BreakerState", "RedisEndpoint", "RedisUnavailable", "redacted"]
+
+T = TypeVar("T")
+BreakerState = Literal["closed", "open", "half_open"]
+
+
+class RedisUnavailable(ServiceUnavailable):
+    """Redis did not answer in time, refused, errored, or its circuit is open. Callers fail open or closed."""
+
+    code = "redis_unavailable"
+
+
+def redacted(url: str) -> str:
+    """`redis://user:secret@host:6379/0` → `host:6379`: what may appear in messages."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or '?'}:{parts.port or 6379}"
+
+
+class RedisEndpoint:
+    """A Redis client owned by one component (cache or limiter), with its own pool, budget and breaker."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float,
+        decode_responses: bool = False,
+        max_connections: int = 64,
+        failures: int = 3,
+        cooldown_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.where = redacted(url)
+        self.timeout_s = timeout_s
+        self._failures_to_open = failures
+        self._cooldown_s = cooldown_s
+        self._clock = clock
+        self._consecutive_failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+        self._pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout_s,  # wait for a free connection at most this long
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),  # never retry: scripts are not idempotent (reference §1)
+            health_check_interval=30,
+            decode_responses=decode_responses,
+        )
+        self.client: Redis = Redis(connection_pool=self._pool)
+
+    @property
+    def state(self) -> BreakerState:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self._cooldown_s:
+            return "half_open"
+        return "open"
+
+    def _unavailable(self, why: str) -> RedisUnavailable:
+        return RedisUnavailable(f"redis at {self.where} is unavailable ({why})", retry_after=self._cooldown_s)
+
+    def _admit(self) -> bool:
+        """Whether a call may touch the network now; claims the half-open probe slot when it is free."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half_open" and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def _success(self) -> None:
+        self._consecutive_failures = 0
+        self._opened_at = None
+
+    def _failure(self) -> None:
+        self._consecutive_failures += 1
+        if self._opened_at is not None or self._consecutive_failures >= self._failures_to_open:
+            self._opened_at = self._clock()  # (re)open: a failed probe starts a new cool-down
+
+    async def call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
+        """Run one Redis operation within the budget; raise RedisUnavailable instead of any redis-py error."""
+        if not self._admit():
+            raise self._unavailable("circuit open")
+        probe = self._opened_at is not None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                result = await operation(self.client)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failure()
+            raise self._unavailable(type(exc).__name__) from None
+        finally:
+            if probe:
+                self._probing = False
+        self._success()
+        return result
+
+    async def ping(self) -> bool:
+        """Readiness: always tries the network (the breaker does not hide a recovered Redis); success closes it."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.client.ping()
+        except (RedisError, OSError, TimeoutError):
+            self._failure()
+            return False
+        self._success()
+        return True
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        await self._pool.aclose()

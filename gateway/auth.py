@@ -1,0 +1,105 @@
+"""API keys (SPEC §8), framework-free: the HTTP edge passes the `Authorization` header in, gets a `Principal`
+out or an error to render.
+
+- A key is configured as `key` (inline, for tests and demos), `key_env` (read from the environment at start) or
+  `key_sha256` (only the digest in the file). All three become a SHA-256 digest in memory; a presented key is
+  hashed and compared with `hmac.compare_digest` against every configured digest (no early exit), so timing
+  reveals nothing about which key or how much of it matched.
+- Missing or wrong key: 401 `invalid_api_key`. Model outside the key's globs (`fnmatch`, case-sensitive): 403
+  `model_not_allowed`. No keys configured: every request is the anonymous principal (the CLI warns loudly).
+- Nothing here logs, and no message contains a presented or configured key.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gateway.core.errors import AuthenticationFailed, ModelNotAllowed
+from gateway.settings import AuthSettings, KeySettings
+
+__all__ = ["ANONYMOUS", "Authenticator", "Principal"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, by name. `limits` are the key's own requests/tokens per minute."""
+
+    name: str
+    tenant: str | None = None
+    models: tuple[str, ...] = ("*",)
+    rpm: int | None = None
+    tpm: int | None = None
+    anonymous: bool = False
+
+    def may_use(self, model: str) -> bool:
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
+
+
+ANONYMOUS = Principal("anonymous", anonymous=True)
+
+
+def _digest(key: KeySettings, env: Mapping[str, str]) -> bytes:
+    if key.key_sha256 is not None:
+        return bytes.fromhex(key.key_sha256)
+    if key.key is not None:
+        secret = key.key.get_secret_value()
+    else:
+        assert key.key_env is not None  # exactly one source: validated by KeySettings
+        secret = env.get(key.key_env, "")
+        if not secret:
+            raise ValueError(f"auth key {key.name!r}: environment variable {key.key_env} is not set")
+    return hashlib.sha256(secret.encode()).digest()
+
+
+class Authenticator:
+    def __init__(self, keys: Sequence[tuple[bytes, Principal]]) -> None:
+        self._keys = list(keys)
+
+    @classmethod
+    def from_settings(cls, settings: AuthSettings, env: Mapping[str, str] | None = None) -> Authenticator:
+        env = os.environ if env is None else env
+        return cls(
+            [
+                (
+                    _digest(k, env),
+                    Principal(k.name, k.tenant, tuple(k.models), k.rpm, k.tpm),
+                )
+                for k in settings.keys
+            ]
+        )
+
+    @property
+    def open(self) -> bool:
+        """No keys configured: everyone is let in (SPEC §8)."""
+        return not self._keys
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The principal behind an `Authorization: Bearer KEY` header, or AuthenticationFailed."""
+        if self.open:
+            return ANONYMOUS
+        scheme, _, presented = (authorization or "").strip().partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented:
+            raise AuthenticationFailed(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.", param=None
+            )
+        digest = hashlib.sha256(presented.encode()).digest()
+        found: Principal | None = None
+        for candidate, principal in self._keys:
+            if hmac.compare_digest(digest, candidate) and found is None:
+                found = principal
+        if found is None:
+            raise AuthenticationFailed("Incorrect API key provided.")
+        return found
+
+    @staticmethod
+    def authorize(principal: Principal, model: str) -> None:
+        """403 unless the key's model globs allow `model`."""
+        if not principal.may_use(model):
+            message = f"The key '{principal.name}' is not allowed to use the model '{model}'."
+            raise ModelNotAllowed(message, param="model")

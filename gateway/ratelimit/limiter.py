@@ -1,0 +1,150 @@
+"""`RateLimiter`: turns a request (its key, its model, its body) into checks, asks the backend, and settles the
+tokens afterwards. Fail-open or fail-closed when the shared backend is down is decided here (SPEC §7, §13;
+reference/redis-patterns.md §4).
+
+Fail-open does not mean unlimited: the decision falls back to a local in-process limiter with the same limits
+(per replica), so a Redis outage bounds the overrun to the number of replicas instead of removing limits.
+Fail-closed answers 503 with `retry-after` until Redis is back.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.core.errors import ServiceUnavailable
+from gateway.ratelimit.base import LimiterBackend
+from gateway.ratelimit.memory import MemoryLimiter
+from gateway.ratelimit.policy import Check, Decision, LimitRule, estimate_tokens, per_minute, token_cost
+
+__all__ = ["RateLimiter", "Ticket", "key_rule"]
+
+log = logging.getLogger("ultra_gateway")
+
+
+def key_rule(name: str, *, rpm: int | None, tpm: int | None) -> LimitRule | None:
+    """The limits of one API key (by name: the secret never names state)."""
+    if rpm is None and tpm is None:
+        return None
+    return LimitRule(
+        f"key:{name}",
+        f"key '{name}'",
+        per_minute(rpm) if rpm is not None else None,
+        per_minute(tpm) if tpm is not None else None,
+    )
+
+
+@dataclass(slots=True)
+class Ticket:
+    """An admitted request: the headers to send, and what settlement needs. Settle exactly once."""
+
+    decision: Decision
+    backend: LimiterBackend | None = None
+    token_checks: list[Check] = field(default_factory=list)
+    reservation: str = ""
+    reserved: int = 0
+    settled: bool = False
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.decision.headers()
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        backend: LimiterBackend,
+        *,
+        global_rule: LimitRule | None = None,
+        model_rules: Mapping[str, LimitRule] | None = None,
+        fail_open: bool = True,
+        default_output_tokens: int = 1024,
+        reservation_ttl_s: float = 900.0,
+        fallback: LimiterBackend | None = None,
+    ) -> None:
+        self.backend = backend
+        self.global_rule = global_rule
+        self.model_rules = dict(model_rules or {})
+        self.fail_open = fail_open
+        self.default_output_tokens = default_output_tokens
+        self.reservation_ms = int(reservation_ttl_s * 1000)
+        # The local fallback only makes sense in front of a shared backend.
+        self.fallback = fallback if fallback is not None else (MemoryLimiter() if backend.name != "memory" else None)
+
+    def rules(self, key: LimitRule | None, model: str) -> list[LimitRule]:
+        rules = [key] if key is not None else []
+        for pattern, rule in self.model_rules.items():
+            if fnmatch.fnmatchcase(model, pattern):
+                rules.append(rule)
+                break  # first matching pattern wins, in config order
+        if self.global_rule is not None:
+            rules.append(self.global_rule)
+        return rules
+
+    def _checks(self, rules: Sequence[LimitRule], body: Mapping[str, Any]) -> tuple[list[Check], list[Check], int]:
+        token_rates = [r.tokens for r in rules if r.tokens is not None]
+        cost = 0
+        if token_rates:
+            prompt, total = estimate_tokens(body, default_output_tokens=self.default_output_tokens)
+            cost = token_cost(prompt, total, token_rates)
+        checks: list[Check] = []
+        tokens: list[Check] = []
+        for rule in rules:
+            if rule.requests is not None:
+                checks.append(Check(rule, "requests", rule.requests, 1))
+            if rule.tokens is not None:
+                check = Check(rule, "tokens", rule.tokens, cost)
+                checks.append(check)
+                tokens.append(check)
+        return checks, tokens, cost
+
+    async def admit(self, *, key: LimitRule | None, model: str, body: Mapping[str, Any]) -> Ticket:
+        """Admit or raise: RateLimited (429, with headers), InvalidRequest (a prompt no limit can ever admit),
+        ServiceUnavailable (backend down and fail-closed)."""
+        rules = self.rules(key, model)
+        if not rules:
+            return Ticket(Decision())
+        checks, tokens, cost = self._checks(rules, body)
+        reservation = uuid.uuid4().hex
+        reserve_ms = self.reservation_ms if tokens else 0
+        backend = self.backend
+        degraded = False
+        try:
+            outcomes = await backend.admit(checks, reservation=reservation, reserved=cost, reserve_ms=reserve_ms)
+        except ServiceUnavailable as exc:
+            if not self.fail_open or self.fallback is None:
+                raise ServiceUnavailable(
+                    "Rate limits cannot be checked right now; please retry shortly.", retry_after=exc.retry_after
+                ) from None
+            backend, degraded = self.fallback, True
+            outcomes = await backend.admit(checks, reservation=reservation, reserved=cost, reserve_ms=reserve_ms)
+        decision = Decision(outcomes, degraded=degraded)
+        if not decision.allowed:
+            raise decision.error()
+        return Ticket(decision, backend, tokens, reservation, cost)
+
+    async def settle(self, ticket: Ticket, actual_tokens: int | None) -> None:
+        """Charge real usage instead of the estimate. None: usage unknown (e.g. the client left mid-stream), so
+        the reservation stays charged (conservative; reference §2.4). Never raises: settlement runs after the
+        answer, and a lost settlement only leaves the estimate charged until the record expires."""
+        if ticket.settled:
+            return
+        ticket.settled = True
+        if ticket.backend is None or not ticket.token_checks or actual_tokens is None:
+            return
+        try:
+            await ticket.backend.settle(ticket.token_checks, reservation=ticket.reservation, actual=actual_tokens)
+        except ServiceUnavailable:
+            log.debug("token settlement skipped: the limiter backend is unavailable")
+
+    async def ping(self) -> bool:
+        return await self.backend.ping()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+        if self.fallback is not None:
+            await self.fallback.aclose()

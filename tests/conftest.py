@@ -1,0 +1,41 @@
+"""Top-level fixtures. Redis: one shared `redis-server` per session (`redis_url` flushes it before each test),
+and `redis_server_owned` for tests that kill and restart their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests._redis import RedisServer, redis_binary
+
+
+@pytest.fixture(scope="session")
+def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(redis_binary(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_session: RedisServer) -> str:
+    """The shared server, emptied for this test."""
+    if not redis_session.running:  # a previous test may have broken it
+        redis_session.start()
+    assert redis_session.command("FLUSHALL").startswith(b"+OK")
+    return redis_session.url
+
+
+@pytest.fixture
+def redis_server_owned(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of this test's own: it may kill and restart it."""
+    server = RedisServer(redis_binary(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

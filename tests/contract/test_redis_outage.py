@@ -1,0 +1,149 @@
+"""Redis going away and coming back, on a real redis-server this test kills and restarts (SPEC §13).
+
+Limits fail open to a local limiter (or closed with a 503), the cache turns into a bypass, nothing waits past
+the Redis budget, and both recover by themselves once the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from gateway._redis import RedisEndpoint
+from gateway.cache.keys import make_key
+from gateway.cache.redis import RedisCache
+from gateway.cache.responses import ResponseCache
+from gateway.core.errors import ServiceUnavailable
+from gateway.ratelimit.limiter import RateLimiter, key_rule
+from gateway.ratelimit.redis import RedisLimiter
+from tests._redis import RedisServer
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
+
+BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+ANSWER = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
+}
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    """Poll a condition until it holds, under a bounded deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+def endpoint(server: RedisServer, *, decode: bool) -> RedisEndpoint:
+    return RedisEndpoint(server.url, timeout_s=0.2, decode_responses=decode, failures=2, cooldown_s=0.3)
+
+
+async def test_limits_fail_open_to_a_local_limiter_and_recover(redis_server_owned: RedisServer) -> None:
+    limiter = RateLimiter(RedisLimiter(endpoint(redis_server_owned, decode=True)), fail_open=True)
+    key = key_rule("k", rpm=3, tpm=None)
+    ticket = await limiter.admit(key=key, model="m", body=BODY)
+    assert not ticket.decision.degraded
+    redis_server_owned.kill()
+    started = time.monotonic()
+    outcomes = []
+    for _ in range(4):
+        try:
+            outcomes.append((await limiter.admit(key=key, model="m", body=BODY)).decision.degraded)
+        except ServiceUnavailable:
+            pytest.fail("fail-open must not raise")
+        except Exception as exc:  # the local limiter still limits: the 4th request is over rpm 3
+            outcomes.append(type(exc).__name__)
+    assert time.monotonic() - started < 2.0  # no request waited on the dead server
+    assert outcomes == [True, True, True, "RateLimited"]
+    redis_server_owned.start()
+
+    async def shared_again() -> bool:
+        try:
+            return not (
+                await limiter.admit(key=key_rule("k2", rpm=100, tpm=None), model="m", body=BODY)
+            ).decision.degraded
+        except ServiceUnavailable:
+            return False
+
+    await eventually(shared_again)
+    await limiter.aclose()
+
+
+async def test_limits_fail_closed_answer_503_quickly(redis_server_owned: RedisServer) -> None:
+    limiter = RateLimiter(RedisLimiter(endpoint(redis_server_owned, decode=True)), fail_open=False)
+    key = key_rule("k", rpm=3, tpm=None)
+    await limiter.admit(key=key, model="m", body=BODY)
+    redis_server_owned.kill()
+    for _ in range(5):
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailable) as caught:
+            await limiter.admit(key=key, model="m", body=BODY)
+        assert time.monotonic() - started < 0.5
+        assert caught.value.status == 503
+        assert caught.value.retry_after is not None
+        assert "redis://" not in caught.value.message
+    await limiter.aclose()
+
+
+async def test_cache_bypasses_while_down_and_resumes(redis_server_owned: RedisServer) -> None:
+    cache = ResponseCache(RedisCache(endpoint(redis_server_owned, decode=False)), ttl_s=60, max_ttl_s=60)
+    key = make_key(BODY, scope="k:a")
+    async with cache.lookup(key, wait_s=5) as lookup:
+        assert lookup.status == "miss"
+        lookup.fill(ANSWER)
+    await cache.drain()
+    redis_server_owned.kill()
+    for _ in range(5):
+        started = time.monotonic()
+        async with cache.lookup(key, wait_s=5) as lookup:
+            assert lookup.status == "bypass"
+            assert not lookup.fill(ANSWER)
+        assert time.monotonic() - started < 0.5
+    redis_server_owned.start()  # empty: persistence is off
+
+    async def caching_again() -> bool:
+        async with cache.lookup(key, wait_s=5) as lookup:
+            if lookup.status == "miss":
+                lookup.fill(ANSWER)
+        await cache.drain()
+        async with cache.lookup(key, wait_s=5) as lookup:
+            return lookup.status == "hit"
+
+    await eventually(caching_again)
+    await cache.aclose()
+
+
+async def test_readiness_ping_flips_and_recovers(redis_server_owned: RedisServer) -> None:
+    ep = endpoint(redis_server_owned, decode=True)
+    assert await ep.ping()
+    redis_server_owned.kill()
+    assert not await ep.ping()
+    assert ep.state == "closed"  # one failure is not an outage
+    assert not await ep.ping()
+    assert ep.state == "open"
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable):
+        await ep.call(lambda client: client.get("x"))  # open: fails without touching the network
+    assert time.monotonic() - started < 0.05
+    redis_server_owned.start()
+    await eventually(ep.ping)
+    assert ep.state == "closed"
+    await ep.aclose()
+
+
+async def test_script_reloads_after_script_flush(redis_url: str, redis_session: RedisServer) -> None:
+    limiter = RedisLimiter(RedisEndpoint(redis_url, timeout_s=1.0, decode_responses=True))
+    rate = RateLimiter(limiter)
+    await rate.admit(key=key_rule("f", rpm=10, tpm=None), model="m", body=BODY)
+    assert redis_session.command("SCRIPT", "FLUSH").startswith(b"+OK")
+    ticket = await rate.admit(key=key_rule("f", rpm=10, tpm=None), model="m", body=BODY)
+    assert not ticket.decision.degraded
+    assert ticket.headers["x-ratelimit-remaining-requests"] == "8"
+    await rate.aclose()
