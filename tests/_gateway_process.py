@@ -1,0 +1,80 @@
+"""The real gateway as a subprocess (`python -m gateway serve --port 0`): ready when uvicorn logs its
+"Uvicorn running on http://H:P" line (bounded deadline), stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["GatewayProcess"]
+
+ROOT = Path(__file__).resolve().parents[1]
+_LISTENING = re.compile(r"Uvicorn running on (http://\S+:\d+)")
+
+
+class GatewayProcess:
+    def __init__(self, config: Path, env: Mapping[str, str] | None = None) -> None:
+        self.config = config
+        self.env = {**os.environ, **(env or {})}
+        self.env.pop("ULTRA_CONFIG", None)
+        self.process: subprocess.Popen[str] | None = None
+        self.base_url = ""
+        self.lines: list[str] = []
+        self._listening = threading.Event()
+
+    def _drain(self) -> None:
+        assert self.process is not None
+        assert self.process.stderr is not None
+        for line in self.process.stderr:  # keep reading so the pipe never fills
+            self.lines.append(line)
+            match = _LISTENING.search(line)
+            if match and not self._listening.is_set():
+                self.base_url = match.group(1)
+                self._listening.set()
+
+    def start(self, timeout_s: float = 30.0) -> GatewayProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(self.config), "--port", "0"],
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._listening.wait(0.05):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("gateway did not start:\n" + "".join(self.lines[-40:]))
+        return self
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGTERM)  # by PID
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait(timeout=timeout_s)
+        self._reader.join(timeout=timeout_s)  # EOF once the process is gone
+        if process.stderr is not None:
+            process.stderr.close()
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
