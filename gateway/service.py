@@ -38,6 +38,10 @@ __all__ = ["Gateway", "Outcome", "RequestContext", "StreamOutcome"]
 
 log = logging.getLogger("ultra_gateway")
 
+# One process-wide RNG for strategies: seeding a fresh random.Random() reads 2.5 KB of urandom per request.
+# Tests that need determinism build a StrategyContext with their own seeded RNG.
+_RNG = random.Random()
+
 
 @dataclass(slots=True)
 class RequestContext:
@@ -163,7 +167,7 @@ class Gateway:
             meta=StrategyMeta(strategy.name),
             deadline=time.monotonic() + self.settings.server.request_timeout_s,
             request_id=rc.request_id,
-            rng=random.Random(),
+            rng=_RNG,
             hints=rc.hints,
         )
 
