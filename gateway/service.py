@@ -295,7 +295,7 @@ class Gateway:
                 lookup = await stack.enter_async_context(self._lookup(plan, ctx))
                 if lookup.response is not None:
                     body, meta = self._from_cache(lookup.response, request, rc, strategy)
-                    progress.opened = True
+                    progress.opened = progress.finished = True  # a hit costs no tokens, however it is read
                     headers = self._with_limits(self._headers(meta, "hit"), ticket)
                     yield StreamOutcome(self._replay(body, request, rc, meta), headers, meta)
                     return

@@ -106,7 +106,18 @@ class RedisServer:
         self._signal(signal.SIGKILL)
 
     def stop(self) -> None:
+        if self.running:
+            self.resume()  # a paused server cannot act on SIGTERM
         self._signal(signal.SIGTERM)
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open and nothing answers, like a hung Redis."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
 
     def restart(self) -> None:
         self.kill()

@@ -147,3 +147,36 @@ async def test_script_reloads_after_script_flush(redis_url: str, redis_session: 
     assert not ticket.decision.degraded
     assert ticket.headers["x-ratelimit-remaining-requests"] == "8"
     await rate.aclose()
+
+
+async def test_a_hung_redis_costs_one_budget_per_call_and_never_double_charges(
+    redis_server_owned: RedisServer,
+) -> None:
+    """SIGSTOP: the socket stays open and nothing answers. Calls give up after their budget (no retry, so a
+    script that might still run later is not sent twice), then the breaker answers at once."""
+    limiter = RateLimiter(RedisLimiter(endpoint(redis_server_owned, decode=True)), fail_open=True)
+    key = key_rule("hung", rpm=10, tpm=None)
+    await limiter.admit(key=key, model="m", body=BODY)
+    redis_server_owned.pause()
+    try:
+        timings = []
+        for _ in range(4):
+            started = time.monotonic()
+            ticket = await limiter.admit(key=key, model="m", body=BODY)
+            timings.append(time.monotonic() - started)
+            assert ticket.decision.degraded
+        assert all(t < 0.6 for t in timings), timings
+        assert timings[-1] < 0.05  # breaker open: no network at all
+    finally:
+        redis_server_owned.resume()
+
+    async def recovered() -> bool:
+        return not (await limiter.admit(key=key, model="m", body=BODY)).decision.degraded
+
+    await eventually(recovered)
+    # Redis saw: the first call, the two that timed out (each sent once, maybe applied after SIGCONT), the
+    # recovery probe and this one. With redis-py's default retries it would have seen up to ten per timeout.
+    ticket = await limiter.admit(key=key, model="m", body=BODY)
+    remaining = int(ticket.headers["x-ratelimit-remaining-requests"])
+    assert 10 - 1 - 2 - 1 - 1 <= remaining <= 10 - 1 - 1 - 1
+    await limiter.aclose()

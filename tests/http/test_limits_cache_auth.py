@@ -144,6 +144,20 @@ async def test_tokens_are_settled_with_real_usage(client: AsyncTestClient[Any]) 
     assert 0 <= after - (1000 - used - estimate) <= 2  # the first request ended up charged at its real usage
 
 
+async def test_cache_hits_cost_no_tokens_streamed_or_not(client: AsyncTestClient[Any]) -> None:
+    body = chat("free", max_tokens=50)
+    await client.post("/v1/chat/completions", json=body, headers=T)  # miss: charged its usage
+    await settled(client)
+    remaining = []
+    for stream in (True, False, True):
+        hit = await client.post("/v1/chat/completions", json={**body, "stream": stream}, headers=T)
+        assert hit.headers["x-ultra-cache"] == "hit"
+        remaining.append(int(hit.headers["x-ratelimit-remaining-tokens"]))  # after reserving the estimate
+        await settled(client)
+    # each hit reserved the same estimate and got it all back, so each saw the same budget (plus refill)
+    assert remaining[0] <= remaining[1] <= remaining[2] <= remaining[0] + 2
+
+
 # --- cache -----------------------------------------------------------------------------------------------------
 
 
