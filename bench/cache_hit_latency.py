@@ -89,7 +89,9 @@ def start_gateway(config: Path, env: dict[str, str]) -> tuple[subprocess.Popen[s
     raise SystemExit("the gateway did not start")
 
 
-async def timed(client: httpx.AsyncClient, url: str, n: int, headers: dict[str, str], expect: str | None) -> list[float]:
+async def timed(
+    client: httpx.AsyncClient, url: str, n: int, headers: dict[str, str], expect: str | None
+) -> list[float]:
     samples = []
     for _ in range(n):
         started = time.perf_counter()
@@ -138,7 +140,9 @@ async def main() -> None:
                 await timed(client, gateway_url, args.warmup, {}, "hit")
                 results = {
                     "direct": await timed(client, direct_url, args.requests, {}, None),
-                    "no-store": await timed(client, gateway_url, args.requests, {"cache-control": "no-store"}, "bypass"),
+                    "no-store": await timed(
+                        client, gateway_url, args.requests, {"cache-control": "no-store"}, "bypass"
+                    ),
                     "hit": await timed(client, gateway_url, args.requests, {}, "hit"),
                 }
         finally:

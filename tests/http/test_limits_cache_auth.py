@@ -1,4 +1,7 @@
-"""Auth, rate limits and the cache through the HTTP edge, in-process, on the memory backends (SPEC §6-8)."""
+"""Auth, rate limits and the cache through the HTTP edge, in-process, on the memory backends (SPEC §6-8).
+
+The app runs on the test's own event loop through httpx's ASGITransport (Litestar's AsyncTestClient handles one
+request at a time on another thread, which would make the concurrency tests below sequential)."""
 
 from __future__ import annotations
 
@@ -6,9 +9,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import orjson
 import pytest
-from litestar.testing import AsyncTestClient
 
 from gateway.http.app import create_app
 from gateway.service import Gateway
@@ -39,23 +42,32 @@ def chat(content: str = "hello", **extra: Any) -> dict[str, Any]:
     return {"model": "fast/echo", "messages": [{"role": "user", "content": content}], **extra}
 
 
-async def client_for(config: str) -> AsyncIterator[AsyncTestClient[Any]]:
+class Client(httpx.AsyncClient):
+    gateway: Gateway
+
+
+async def client_for(config: str) -> AsyncIterator[Client]:
     settings = parse_settings(config, env={})
     gateway = Gateway(settings)
-    async with AsyncTestClient(app=create_app(settings, gateway=gateway)) as test_client:  # type: ignore[arg-type]
-        test_client.gateway = gateway  # type: ignore[attr-defined]
-        yield test_client
+    app = create_app(settings, gateway=gateway)
+    await gateway.start()  # what the lifespan does (ASGITransport does not run it)
+    try:
+        async with Client(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+            client.gateway = gateway
+            yield client
+    finally:
+        await gateway.aclose()
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[AsyncTestClient[Any]]:
+async def client() -> AsyncIterator[Client]:
     async for c in client_for(CONFIG):
         yield c
 
 
-async def settled(client: AsyncTestClient[Any]) -> None:
+async def settled(client: Client) -> None:
     """Wait (bounded) for background work (token settlement, cache stores) to land."""
-    gateway: Gateway = client.gateway  # type: ignore[attr-defined]
+    gateway = client.gateway
     async with asyncio.timeout(5):
         while gateway._background or (gateway.cache is not None and gateway.cache._tasks):
             await asyncio.sleep(0.01)
@@ -78,7 +90,7 @@ def sse(text: str) -> list[dict[str, Any]]:
 # --- auth ----------------------------------------------------------------------------------------------------
 
 
-async def test_missing_and_wrong_keys_are_401(client: AsyncTestClient[Any]) -> None:
+async def test_missing_and_wrong_keys_are_401(client: Client) -> None:
     error_of(await client.post("/v1/chat/completions", json=chat()), 401, "invalid_api_key")
     wrong = await client.post("/v1/chat/completions", json=chat(), headers={"authorization": "Bearer sk-zzz"})
     assert "sk-zzz" not in error_of(wrong, 401, "invalid_api_key")["message"]
@@ -87,7 +99,7 @@ async def test_missing_and_wrong_keys_are_401(client: AsyncTestClient[Any]) -> N
     assert (await client.get("/health/ready")).status_code == 200
 
 
-async def test_model_outside_the_keys_globs_is_403_and_hidden_from_listing(client: AsyncTestClient[Any]) -> None:
+async def test_model_outside_the_keys_globs_is_403_and_hidden_from_listing(client: Client) -> None:
     error = error_of(
         await client.post("/v1/chat/completions", json=chat(model="fast/other"), headers=N), 403, "model_not_allowed"
     )
@@ -101,7 +113,7 @@ async def test_model_outside_the_keys_globs_is_403_and_hidden_from_listing(clien
 # --- rate limits -----------------------------------------------------------------------------------------------
 
 
-async def test_429_after_the_keys_rpm_with_openai_headers(client: AsyncTestClient[Any]) -> None:
+async def test_429_after_the_keys_rpm_with_openai_headers(client: Client) -> None:
     remaining = []
     for i in range(3):
         ok = await client.post("/v1/chat/completions", json=chat(f"q{i}"), headers=A)
@@ -124,7 +136,7 @@ async def test_429_after_the_keys_rpm_with_openai_headers(client: AsyncTestClien
     assert (await client.post("/v1/chat/completions", json=chat("q5"), headers=B)).status_code == 200
 
 
-async def test_per_model_limit_is_shared_by_the_keys_using_it(client: AsyncTestClient[Any]) -> None:
+async def test_per_model_limit_is_shared_by_the_keys_using_it(client: Client) -> None:
     for headers in (B, C):
         response = await client.post("/v1/chat/completions", json=chat(model="fast/other"), headers=headers)
         assert response.status_code == 200
@@ -132,7 +144,7 @@ async def test_per_model_limit_is_shared_by_the_keys_using_it(client: AsyncTestC
     assert "model 'fast/other'" in error_of(refused, 429, "rate_limit_exceeded")["message"]
 
 
-async def test_tokens_are_settled_with_real_usage(client: AsyncTestClient[Any]) -> None:
+async def test_tokens_are_settled_with_real_usage(client: Client) -> None:
     # tpm 1000: one token refills every 60 ms, so the arithmetic below is exact to a token or two
     first = await client.post("/v1/chat/completions", json=chat("one", max_tokens=50), headers=T)
     estimate = 1000 - int(first.headers["x-ratelimit-remaining-tokens"])
@@ -144,7 +156,7 @@ async def test_tokens_are_settled_with_real_usage(client: AsyncTestClient[Any]) 
     assert 0 <= after - (1000 - used - estimate) <= 2  # the first request ended up charged at its real usage
 
 
-async def test_cache_hits_cost_no_tokens_streamed_or_not(client: AsyncTestClient[Any]) -> None:
+async def test_cache_hits_cost_no_tokens_streamed_or_not(client: Client) -> None:
     body = chat("free", max_tokens=50)
     await client.post("/v1/chat/completions", json=body, headers=T)  # miss: charged its usage
     await settled(client)
@@ -161,7 +173,7 @@ async def test_cache_hits_cost_no_tokens_streamed_or_not(client: AsyncTestClient
 # --- cache -----------------------------------------------------------------------------------------------------
 
 
-async def test_miss_then_hit_with_fresh_id_no_calls_and_zero_cost(client: AsyncTestClient[Any]) -> None:
+async def test_miss_then_hit_with_fresh_id_no_calls_and_zero_cost(client: Client) -> None:
     first = await client.post("/v1/chat/completions", json=chat(temperature=0), headers=B)
     assert first.headers["x-ultra-cache"] == "miss"
     assert first.json()["ultra"]["cache"] == "miss"
@@ -179,7 +191,7 @@ async def test_miss_then_hit_with_fresh_id_no_calls_and_zero_cost(client: AsyncT
     assert float(first.headers["x-ultra-cost-usd"]) > 0
 
 
-async def test_cache_control_and_ttl_header(client: AsyncTestClient[Any]) -> None:
+async def test_cache_control_and_ttl_header(client: Client) -> None:
     body = chat("ttl")
     assert (await client.post("/v1/chat/completions", json=body, headers={**B, "x-ultra-cache-ttl": "0"})).headers[
         "x-ultra-cache"
@@ -220,7 +232,7 @@ async def test_scope_key_isolates_and_scope_tenant_shares() -> None:
         ] == "miss"
 
 
-async def test_truncated_answers_are_not_cached(client: AsyncTestClient[Any]) -> None:
+async def test_truncated_answers_are_not_cached(client: Client) -> None:
     body = chat("one two three four five", max_tokens=2)
     first = await client.post("/v1/chat/completions", json=body, headers=B)
     assert first.json()["choices"][0]["finish_reason"] == "length"
@@ -228,7 +240,7 @@ async def test_truncated_answers_are_not_cached(client: AsyncTestClient[Any]) ->
     assert (await client.post("/v1/chat/completions", json=body, headers=B)).headers["x-ultra-cache"] == "miss"
 
 
-async def test_streamed_answer_is_cached_and_replayed_as_a_stream(client: AsyncTestClient[Any]) -> None:
+async def test_streamed_answer_is_cached_and_replayed_as_a_stream(client: Client) -> None:
     streamed = await client.post("/v1/chat/completions", json=chat("stream me", stream=True), headers=B)
     assert streamed.headers["x-ultra-cache"] == "miss"
     original = sse(streamed.text)
@@ -260,7 +272,7 @@ async def test_streamed_answer_is_cached_and_replayed_as_a_stream(client: AsyncT
     assert all(c["choices"] for c in without_usage)
 
 
-async def test_tool_call_answers_replay_with_sdk_shaped_deltas(client: AsyncTestClient[Any]) -> None:
+async def test_tool_call_answers_replay_with_sdk_shaped_deltas(client: Client) -> None:
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
     body = chat("call it", tools=tools)
     first = await client.post("/v1/chat/completions", json=body, headers=B)
