@@ -7,7 +7,8 @@ import logging
 
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.provider import Provider
-from gateway.providers._http import HttpProvider, Timeouts
+from gateway.providers._http import Dialect, HttpProvider, Timeouts
+from gateway.providers.anthropic import DEFAULT_API_VERSION, AnthropicDialect
 from gateway.providers.mock import MockModel, MockProvider
 from gateway.providers.openai_compat import OpenAIDialect
 from gateway.resilience.retry import RetryingProvider
@@ -16,6 +17,8 @@ from gateway.settings import ProviderSettings, Settings
 __all__ = ["build_pool", "build_provider"]
 
 log = logging.getLogger("ultra_gateway")
+
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 
 
 def build_provider(config: ProviderSettings) -> Provider:
@@ -40,18 +43,30 @@ def build_provider(config: ProviderSettings) -> Provider:
         )
     api_key = secret.get_secret_value() if secret is not None else None
     timeouts = Timeouts(config.timeout.connect_s, config.timeout.read_s, config.timeout.total_s)
+    dialect: Dialect
     if config.kind == "openai":
         assert config.base_url is not None  # validated by ProviderSettings
+        base_url = config.base_url
         dialect = OpenAIDialect(api_key, provider=config.name)
-        return HttpProvider(
-            config.name,
-            config.base_url,
-            dialect,
-            timeouts=timeouts,
-            headers=config.headers,
-            max_connections=config.max_connections,
+    elif config.kind == "anthropic":
+        # The dialect adds /v1/messages; accept the API root written with or without /v1.
+        base_url = (config.base_url or ANTHROPIC_BASE_URL).rstrip("/").removesuffix("/v1")
+        dialect = AnthropicDialect(
+            api_key,
+            provider=config.name,
+            api_version=config.api_version or DEFAULT_API_VERSION,
+            default_max_tokens=config.default_max_tokens or 4096,
         )
-    raise NotImplementedError(f"provider kind {config.kind!r} is not available in this build")
+    else:  # refused at load by settings._cross_check until its dialect lands
+        raise ValueError(f"provider kind {config.kind!r} is not available in this version")
+    return HttpProvider(
+        config.name,
+        base_url,
+        dialect,
+        timeouts=timeouts,
+        headers=config.headers,
+        max_connections=config.max_connections,
+    )
 
 
 def build_pool(settings: Settings) -> ProviderPool:

@@ -102,6 +102,10 @@ class ProviderSettings(_Strict):
     max_retries: int = Field(2, ge=0, le=10, description="Retries after the first attempt (retryable errors only).")
     max_concurrency: int | None = Field(None, ge=1, description="In-flight calls allowed to this provider.")
     max_connections: int = Field(256, ge=1, description="Size of the pooled HTTP connection pool.")
+    api_version: str | None = Field(None, description="anthropic: the anthropic-version header (default 2023-06-01).")
+    default_max_tokens: int | None = Field(
+        None, ge=1, description="anthropic: max_tokens sent when the client sets none (the API requires one)."
+    )
     models: Annotated[list[ModelSettings], Field(min_length=1)]
 
     @field_validator("base_url")
@@ -120,6 +124,10 @@ class ProviderSettings(_Strict):
                 used = [f for f in _MOCK_ONLY if getattr(model, f) is not None]
                 if used:
                     raise ValueError(f"model {model.id!r}: {', '.join(used)} only apply to kind mock")
+        if self.kind != "anthropic":
+            used = [f for f in ("api_version", "default_max_tokens") if getattr(self, f) is not None]
+            if used:
+                raise ValueError(f"{', '.join(used)} only apply to kind anthropic")
         ids = [m.id for m in self.models]
         if len(ids) != len(set(ids)):
             raise ValueError("model ids must be unique within a provider")
@@ -326,6 +334,9 @@ def _cross_check(settings: Settings, env: Mapping[str, str]) -> list[str]:
     for i, name in enumerate(names):
         if names.index(name) != i:
             errors.append(f"providers[{i}].name: duplicate provider name {name!r}")
+    for i, provider in enumerate(settings.providers):
+        if provider.kind == "gemini":
+            errors.append(f"providers[{i}].kind: gemini is not available in this version yet (issue #6)")
     known = set(settings.deployment_names)
     for source, targets in settings.fallbacks.items():
         if source not in known:
