@@ -9,6 +9,7 @@ from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.provider import Provider
 from gateway.providers._http import Dialect, HttpProvider, Timeouts
 from gateway.providers.anthropic import DEFAULT_API_VERSION, AnthropicDialect
+from gateway.providers.gemini import GeminiDialect
 from gateway.providers.mock import MockModel, MockProvider
 from gateway.providers.openai_compat import OpenAIDialect
 from gateway.resilience.retry import RetryingProvider
@@ -19,6 +20,7 @@ __all__ = ["build_pool", "build_provider"]
 log = logging.getLogger("ultra_gateway")
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 
 
 def build_provider(config: ProviderSettings) -> Provider:
@@ -57,8 +59,10 @@ def build_provider(config: ProviderSettings) -> Provider:
             api_version=config.api_version or DEFAULT_API_VERSION,
             default_max_tokens=config.default_max_tokens or 4096,
         )
-    else:  # refused at load by settings._cross_check until its dialect lands
-        raise ValueError(f"provider kind {config.kind!r} is not available in this version")
+    else:
+        # The dialect adds /v1beta/models/...; accept the API root written with or without /v1beta.
+        base_url = (config.base_url or GEMINI_BASE_URL).rstrip("/").removesuffix("/v1beta")
+        dialect = GeminiDialect(api_key, provider=config.name)
     return HttpProvider(
         config.name,
         base_url,

@@ -334,9 +334,6 @@ def _cross_check(settings: Settings, env: Mapping[str, str]) -> list[str]:
     for i, name in enumerate(names):
         if names.index(name) != i:
             errors.append(f"providers[{i}].name: duplicate provider name {name!r}")
-    for i, provider in enumerate(settings.providers):
-        if provider.kind == "gemini":
-            errors.append(f"providers[{i}].kind: gemini is not available in this version yet (issue #6)")
     known = set(settings.deployment_names)
     for source, targets in settings.fallbacks.items():
         if source not in known:

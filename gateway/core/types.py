@@ -24,10 +24,29 @@ __all__ = [
     "Usage",
     "new_completion_id",
     "parse_chat_request",
+    "split_data_url",
+    "text_of",
 ]
 
 Chunk = dict[str, Any]
 """One `chat.completion.chunk` object, exactly as it goes on the wire."""
+
+
+def text_of(content: Any) -> str:
+    """The text of OpenAI message content: a string, or the `text` parts of a parts list joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def split_data_url(url: str) -> tuple[str, str] | None:
+    """`data:<mime>;base64,<data>` → (mime, data); None for any other URL."""
+    if not url.startswith("data:") or ";base64," not in url:
+        return None
+    mime, data = url[5:].split(";base64,", 1)
+    return mime, data
 
 
 def new_completion_id() -> str:

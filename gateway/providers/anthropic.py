@@ -18,9 +18,10 @@ import orjson
 
 from gateway.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from gateway.core.provider import Capabilities
-from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
+from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url
 from gateway.providers._http import HttpCall, redact
 from gateway.providers._sse import SSEEvent
+from gateway.providers._turns import Turns
 from gateway.providers.openai_compat import error_from_status
 
 __all__ = ["DEFAULT_API_VERSION", "AnthropicDialect", "build_body", "parse_message", "usage_from"]
@@ -52,21 +53,6 @@ _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 # --- request -----------------------------------------------------------------------------------------------
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
-def _data_url(url: str) -> tuple[str, str] | None:
-    if not url.startswith("data:") or ";base64," not in url:
-        return None
-    head, data = url[5:].split(";base64,", 1)
-    return head, data
-
-
 def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
     """OpenAI content (string or parts) → Anthropic content blocks; empty text is dropped (bug table #12)."""
     if content is None:
@@ -81,7 +67,7 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
                 blocks.append({"type": "text", "text": part["text"]})
         elif kind == "image_url":
             url = (part.get("image_url") or {}).get("url", "")
-            inline = _data_url(url)
+            inline = split_data_url(url)
             if inline is not None:
                 media, data = inline
                 if media not in _IMAGE_TYPES:
@@ -90,7 +76,7 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
             else:
                 blocks.append({"type": "image", "source": {"type": "url", "url": url}})
         elif kind == "file":
-            inline = _data_url((part.get("file") or {}).get("file_data", ""))
+            inline = split_data_url((part.get("file") or {}).get("file_data", ""))
             if inline is None or inline[0] != "application/pdf":
                 raise InvalidRequest("only inline PDF files can be sent to this model", param=f"{where}[{i}]")
             source = {"type": "base64", "media_type": "application/pdf", "data": inline[1]}
@@ -112,49 +98,28 @@ def _tool_use(call: dict[str, Any], where: str) -> dict[str, Any]:
     return {"type": "tool_use", "id": call.get("id", ""), "name": function.get("name", ""), "input": parsed}
 
 
-def _messages(messages: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Leading system/developer messages become `system`; tool results join one user turn right after the
-    assistant's tool calls (bug table #11); consecutive same-role turns merge; later system text is folded into
-    the next user turn, marked, rather than hoisted to the top (which would change its meaning)."""
-    system: list[str] = []
-    out: list[dict[str, Any]] = []
-    leading = True
-
-    def add(role: str, blocks: list[dict[str, Any]]) -> None:
-        if not blocks:
-            return
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-
+def _messages(messages: list[dict[str, Any]]) -> Turns:
+    turns = Turns("content", lambda text: {"type": "text", "text": text})
     for i, message in enumerate(messages):
+        if turns.take_system(message):
+            continue
         role = message.get("role")
         where = f"messages[{i}]"
-        if role in ("system", "developer"):
-            text = _text(message.get("content"))
-            if leading:
-                system.append(text)
-            elif text:
-                add("user", [{"type": "text", "text": f"[system] {text}"}])
-            continue
-        leading = False
         if role == "user":
-            add("user", _blocks(message.get("content"), f"{where}.content"))
+            turns.add("user", _blocks(message.get("content"), f"{where}.content"))
         elif role == "assistant":
             blocks = _blocks(message.get("content"), f"{where}.content")
             blocks += [_tool_use(c, f"{where}.tool_calls[{j}]") for j, c in enumerate(message.get("tool_calls") or ())]
-            add("assistant", blocks)
+            turns.add("assistant", blocks)
         elif role == "tool":
             content = message.get("content")
-            result_content: Any = content if isinstance(content, str) else _blocks(content, f"{where}.content")
-            add(
-                "user",
-                [{"type": "tool_result", "tool_use_id": message.get("tool_call_id", ""), "content": result_content}],
+            result: Any = content if isinstance(content, str) else _blocks(content, f"{where}.content")
+            turns.add(
+                "user", [{"type": "tool_result", "tool_use_id": message.get("tool_call_id", ""), "content": result}]
             )
         else:
             raise InvalidRequest(f"role {role!r} is not supported by this model", param=f"{where}.role")
-    return system, out
+    return turns
 
 
 def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
@@ -189,7 +154,8 @@ def build_body(
             raise InvalidRequest(message, param=field)
     if (body.get("n") or 1) > 1:
         raise InvalidRequest("this model returns one choice per request (n must be 1)", param="n")
-    system, messages = _messages(request.messages)
+    turns = _messages(request.messages)
+    system, messages = turns.system, turns.turns
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
     out: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
     response_format = body.get("response_format") or {}

@@ -22,7 +22,7 @@ from typing import Any
 from gateway.core.errors import UpstreamStatusError, UpstreamTimeout
 from gateway.core.provider import CallOptions, Capabilities
 from gateway.core.stream import response_to_chunks
-from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
+from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, text_of
 
 __all__ = ["MockModel", "MockProvider"]
 
@@ -35,14 +35,6 @@ class MockModel:
     ms_per_token: float = 0.0
     failure_rate: float = 0.0
     reply: str = DEFAULT_REPLY
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
 
 
 def _estimate_tokens(text: str) -> int:
@@ -77,8 +69,8 @@ class MockProvider:
     def _answer(self, request: ChatRequest, model: str) -> ChatResponse:
         profile = self._profile(model)
         body = request.body
-        prompt = next((_text_of(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"), "")
-        prompt_tokens = sum(_estimate_tokens(_text_of(m.get("content"))) + 4 for m in request.messages)
+        prompt = next((text_of(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+        prompt_tokens = sum(_estimate_tokens(text_of(m.get("content"))) + 4 for m in request.messages)
         text = profile.reply.format(model=model, provider=self.name, prompt=prompt)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         words = text.split(" ") if text else []

@@ -4,8 +4,6 @@ fallback from the Anthropic kind to another provider kind."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests._gateway_process import GatewayProcess
+from tests.e2e._threaded import ThreadedApp
 
 pytestmark = pytest.mark.e2e
 
@@ -31,34 +30,20 @@ class FakeAnthropic:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.flaky_failures = 0
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.url = ""
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        self._started.set()
-        self._loop.run_forever()
-        self._loop.close()
+        self.server = ThreadedApp(app)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
 
     def __enter__(self) -> FakeAnthropic:
-        self._thread.start()
-        assert self._started.wait(10)
+        self.server.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
+        self.server.__exit__(*exc)
 
     def _error(self, status: int, kind: str, message: str) -> web.Response:
         body = {"type": "error", "error": {"type": kind, "message": message}}
