@@ -5,7 +5,7 @@
 Starts (and stops, by PID) a fast raw-asyncio upstream (0 ms and 50 ms variants), the floor (Litestar + aiohttp
 passthrough), the gateway on a direct `provider/model` config, and, when redis-server is installed, the gateway
 with a Redis rate limit and Redis cache. Peers are pinned to core 0, load and upstreams to core 1 (`taskset`).
-Rounds alternate the peers; each figure is the median over rounds with its min–max spread. Throughput is
+Rounds alternate the peers; each figure is the median over rounds with its min-max spread. Throughput is
 requests per second of the peer's own CPU time (utime+stime from /proc), so it does not depend on how hard the
 load generator could push. Added latency is gateway minus direct, paired within a round.
 Needs `wrk` (Debian package). Not a test: CI does not run it.
@@ -217,7 +217,7 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
         return "n/a"
     med = statistics.median(values)
     return (
-        f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+        f"{fmt.format(med)} ({fmt.format(min(values))}-{fmt.format(max(values))})"
         if len(values) > 1
         else fmt.format(med)
     )
@@ -282,7 +282,7 @@ def main() -> int:
         def record(peer: str, key: str, value: float) -> None:
             rows[peer].setdefault(key, []).append(value)
 
-        for name, (proc, url, model) in peers.items():  # warm up every peer once
+        for _name, (_proc, url, model) in peers.items():  # warm up every peer once
             wrk(url, 16, 1, model)
         for _ in range(rounds):
             base = wrk(direct, 1, seconds, "up/m", latency=True)
@@ -363,9 +363,9 @@ def print_table(
     def cell(peer: str, key: str, fmt: str = "{:.2f}") -> str:
         return spread(rows.get(peer, {}).get(key, []), fmt)
 
-    print(f"\n{rounds} rounds × {seconds:.0f} s per measurement; median (min–max). Peers on core 0, load on core 1.\n")
+    print(f"\n{rounds} rounds x {seconds:.0f} s per measurement; median (min-max). Peers on core 0, load on core 1.\n")
     print(
-        "| peer | req/CPU-s c=16 | ×floor | req/CPU-s c=64 | added p50 unloaded ms | added p50 @200 rps ms | "
+        "| peer | req/CPU-s c=16 | xfloor | req/CPU-s c=64 | added p50 unloaded ms | added p50 @200 rps ms | "
         "added p99 @200 rps ms | same, 50 ms upstream p50 / p99 | start-up s | peak RSS MiB |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -373,10 +373,11 @@ def print_table(
         c16 = rows[name].get("rps_cpu_c16", [])
         ratio = f"{statistics.median(c16) / floor_c16:.2f}" if c16 else "n/a"
         slow = f"{cell(name, 'added_p50_200rps_50ms')} / {cell(name, 'added_p99_200rps_50ms')}"
+        rss = proc.status_kib("VmHWM") / 1024
         print(
             f"| {name} | {cell(name, 'rps_cpu_c16', '{:.0f}')} | {ratio} | {cell(name, 'rps_cpu_c64', '{:.0f}')} | "
             f"{cell(name, 'added_p50_unloaded')} | {cell(name, 'added_p50_200rps')} | "
-            f"{cell(name, 'added_p99_200rps')} | {slow} | {proc.startup_s:.2f} | {proc.status_kib('VmHWM') / 1024:.0f} |"
+            f"{cell(name, 'added_p99_200rps')} | {slow} | {proc.startup_s:.2f} | {rss:.0f} |"
         )
     print(
         f"\nStreaming (gateway vs direct, 50 sequential streams per round): added time to first event "
