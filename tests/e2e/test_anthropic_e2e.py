@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests._gateway_process import GatewayProcess
-from tests.e2e._threaded import ThreadedApp
+from tests.fakes.threaded import ThreadedApp
 
 pytestmark = pytest.mark.e2e
 

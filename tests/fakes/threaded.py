@@ -21,7 +21,9 @@ class ThreadedApp:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._runner = web.AppRunner(self._app)
+        # Handlers are cancelled when their client goes away, and shutdown does not wait long for the rest
+        # (a fake that hangs on purpose must not hang the test run).
+        self._runner = web.AppRunner(self._app, handler_cancellation=True, shutdown_timeout=1.0)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())

@@ -1,0 +1,154 @@
+"""A fake OpenAI-compatible upstream for end-to-end tests, served over loopback from its own thread.
+
+Behaviour is chosen by the requested model, so one gateway config can point several models at one fake:
+`echo` (answers the last user message; honours n, tools, logprobs; streams by OpenAI's rules, the usage chunk
+only with include_usage), `dupids` (like echo, but repeats id/type/name on every tool-call fragment, as some
+upstreams do), `slow-<ms>`, `hang` (never answers), `badjson` (200 with a body that is not JSON), `cut`
+(streams two chunks, then drops the connection without [DONE]), `flaky` (503 once, then answers),
+`ratelimit` (always 429 with retry-after-ms), `status-<code>` (always that status, echoing the caller's
+Authorization header in the message, as careless upstreams do). Every request is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.fakes.threaded import ThreadedApp
+
+__all__ = ["FakeOpenAI"]
+
+
+class FakeOpenAI:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.flaky_calls = 0
+        self.received = threading.Event()  # set when any request arrives (for "in flight" tests)
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        self.server = ThreadedApp(app)
+
+    @property
+    def url(self) -> str:
+        return self.server.url + "/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        self.server.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.__exit__(*exc)
+
+    def bodies_for(self, model: str) -> list[dict[str, Any]]:
+        return [body for body in self.requests if body.get("model") == model]
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        self.received.set()
+        model = str(body.get("model"))
+        if model == "hang":
+            await asyncio.Event().wait()
+        if model.startswith("slow-"):
+            await asyncio.sleep(int(model[5:]) / 1000)
+        if model == "badjson":
+            return web.Response(body=b"<html>not json", content_type="application/json")
+        if model == "ratelimit":
+            return self._error(429, "Rate limit reached", {"retry-after-ms": "20"})
+        if model == "flaky":
+            self.flaky_calls += 1
+            if self.flaky_calls == 1:
+                return self._error(503, "temporarily overloaded", {"retry-after-ms": "10"})
+        if model.startswith("status-"):
+            secret = request.headers.get("Authorization", "")
+            return self._error(int(model[7:]), f"upstream failure for {secret}")
+        if body.get("stream"):
+            return await self._stream(request, body, model)
+        return web.json_response(self._completion(body, model))
+
+    @staticmethod
+    def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+        error = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+        return web.json_response(error, status=status, headers=headers)
+
+    @staticmethod
+    def _answer(body: dict[str, Any]) -> str:
+        for message in reversed(body["messages"]):
+            if message["role"] == "user" and isinstance(message["content"], str):
+                return f"echo: {message['content']}"
+        return "echo"
+
+    def _completion(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        choices = []
+        for i in range(body.get("n") or 1):
+            message: dict[str, Any] = {"role": "assistant", "content": self._answer(body)}
+            finish = "stop"
+            if body.get("tools") and body.get("tool_choice") != "none":
+                name = body["tools"][0]["function"]["name"]
+                message = {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": '{"q": 1}'}}
+                    ],
+                }
+                finish = "tool_calls"
+            logprobs = {"content": [{"token": "echo", "logprob": -0.1, "bytes": [101], "top_logprobs": []}]}
+            choices.append(
+                {
+                    "index": i,
+                    "message": message,
+                    "finish_reason": finish,
+                    "logprobs": logprobs if body.get("logprobs") else None,
+                }
+            )
+        return {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1,
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": choices,
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+        }
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1, "model": model}
+
+        async def send(delta: dict[str, Any], finish: str | None = None) -> None:
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+
+        await send({"role": "assistant", "content": ""})
+        if model == "cut":
+            await send({"content": "partial "})
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        if body.get("tools"):
+            name = body["tools"][0]["function"]["name"]
+            first = {"index": 0, "id": "call_s1", "type": "function", "function": {"name": name, "arguments": ""}}
+            await send({"tool_calls": [first]})
+            for piece in ('{"q":', " 1}"):
+                fragment: dict[str, Any] = {"index": 0, "function": {"arguments": piece}}
+                if model == "dupids":
+                    fragment = {**first, "function": {"name": name, "arguments": piece}}
+                await send({"tool_calls": [fragment]})
+            await send({}, "tool_calls")
+        else:
+            for word in self._answer(body).split(" "):
+                await send({"content": word + " "})
+            await send({}, "stop")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {**base, "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+            await response.write(b"data: " + orjson.dumps(usage) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
