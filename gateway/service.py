@@ -26,11 +26,13 @@ from gateway.cache.keys import CacheKey, make_key, scope_id
 from gateway.cache.responses import Lookup, ResponseCache
 from gateway.core.errors import InvalidRequest, ModelNotFound, UpstreamTimeout
 from gateway.core.pool import ProviderPool
+from gateway.core.stats import LiveStats
 from gateway.core.stream import StreamAccumulator, ToolCallDeltaNormalizer, response_to_chunks, usage_chunk
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, new_completion_id
 from gateway.ratelimit.limiter import RateLimiter, Ticket, key_rule
 from gateway.registry import build_pool
 from gateway.settings import BUILTIN_ALIASES, Settings
+from strategies import build_strategies
 from strategies.base import Strategy, StrategyContext, StrategyMeta
 from strategies.direct import Direct
 
@@ -91,7 +93,13 @@ class Gateway:
     def __init__(self, settings: Settings, *, pool: ProviderPool | None = None) -> None:
         self.settings = settings
         self.pool = pool if pool is not None else build_pool(settings)
-        self.strategies: dict[str, Strategy] = {}
+        aliases: dict[str, tuple[str, dict[str, Any]]] = {
+            alias: (s.kind, s.model_extra or {}) for alias, s in settings.strategies.items()
+        }
+        for alias in BUILTIN_ALIASES:
+            aliases.setdefault(alias, (alias.removeprefix("ultra-"), {}))
+        self.strategies: dict[str, Strategy] = build_strategies(aliases)
+        self.live = LiveStats()  # per-deployment latency, success and breakers, shared by every strategy
         self._direct: dict[str, Direct] = {}
         self.ready = False
         self.auth = Authenticator.from_settings(settings.auth)
@@ -155,8 +163,6 @@ class Gateway:
         strategy = self.strategies.get(model)
         if strategy is not None:
             return strategy
-        if model in BUILTIN_ALIASES or model in self.settings.strategies:
-            raise ModelNotFound(f"The strategy alias '{model}' is reserved but not available yet", param="model")
         direct = self._direct.get(model)
         if direct is None:
             direct = self._direct[model] = Direct.for_model(self.pool, model)
@@ -169,6 +175,7 @@ class Gateway:
             request_id=rc.request_id,
             rng=_RNG,
             hints=rc.hints,
+            live=self.live,
         )
 
     # --- shaping what the client sees ------------------------------------------------------------------

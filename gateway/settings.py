@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from strategies import validate_options
+
 __all__ = [
     "BUILTIN_ALIASES",
     "AuthSettings",
@@ -341,9 +343,11 @@ def _cross_check(settings: Settings, env: Mapping[str, str]) -> list[str]:
         for j, target in enumerate(targets):
             if target not in known:
                 errors.append(f"fallbacks.{source}[{j}]: unknown deployment {target!r}")
-    for alias in settings.strategies:
+    for alias, strategy in settings.strategies.items():
         if not alias.startswith("ultra-"):
             errors.append(f"strategies.{alias}: alias names start with 'ultra-'")
+        for path, message in validate_options(strategy.kind, strategy.model_extra or {}, known):
+            errors.append(f"strategies.{alias}.{path}: {message}")
     for i, key in enumerate(settings.auth.keys):
         if key.key_env is not None and not env.get(key.key_env):
             errors.append(f"auth.keys[{i}].key_env: environment variable {key.key_env} is not set")

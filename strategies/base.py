@@ -19,9 +19,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from gateway.core.errors import GatewayError, UpstreamError
+from gateway.core.errors import GatewayError, UpstreamError, UpstreamRateLimited
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.provider import CallOptions, ChunkStream
+from gateway.core.stats import LiveStats, StatsView
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
 
 __all__ = [
@@ -153,6 +154,11 @@ class StrategyContext:
     hints: dict[str, str] = field(default_factory=dict)
     budget_usd: float | None = None
     on_attempt: Callable[[Attempt], None] | None = None
+    live: LiveStats = field(default_factory=LiveStats)
+
+    @property
+    def stats(self) -> StatsView:
+        return self.live.view
 
     def options(self, role: str) -> CallOptions:
         return CallOptions(deadline=self.deadline, request_id=self.request_id, role=role)
@@ -160,8 +166,16 @@ class StrategyContext:
     def remaining(self) -> float:
         return self.deadline - self.clock()
 
-    def _finish(self, attempt: Attempt) -> None:
+    def _finish(self, attempt: Attempt, error: BaseException | None = None) -> None:
         self.meta.attempts.append(attempt)
+        self.live.finished(
+            attempt.deployment.name,
+            ok=attempt.status == "ok",
+            latency_ms=attempt.latency_ms,
+            ttft_ms=attempt.ttft_ms,
+            rate_limited_for=error.retry_after or 1.0 if isinstance(error, UpstreamRateLimited) else None,
+            cancelled=attempt.status == "cancelled",
+        )
         if self.on_attempt is not None:
             self.on_attempt(attempt)
 
@@ -169,21 +183,22 @@ class StrategyContext:
         """One non-streaming call, recorded whatever its outcome (a cancelled call is recorded as cancelled)."""
         attempt = Attempt(deployment, role)
         started = self.clock()
+        failure: BaseException | None = None
+        self.live.started(deployment.name)
         try:
             response = await deployment.provider.complete(request, model=deployment.model, options=self.options(role))
         except asyncio.CancelledError:
             attempt.status = "cancelled"
             raise
-        except UpstreamError as exc:
-            attempt.status, attempt.error = "error", exc.message
-            exc.deployment = exc.deployment or deployment.name
-            raise
         except GatewayError as exc:
+            failure = exc
             attempt.status, attempt.error = "error", exc.message
+            if isinstance(exc, UpstreamError):
+                exc.deployment = exc.deployment or deployment.name
             raise
         finally:
             attempt.latency_ms = (self.clock() - started) * 1000
-            self._finish(attempt)
+            self._finish(attempt, failure)
         attempt.usage = response.usage
         attempt.ttft_ms = attempt.latency_ms
         return response
@@ -197,12 +212,14 @@ class StrategyContext:
         attempt = Attempt(deployment, role)
         started = self.clock()
         recorded: RecordedStream | None = None
+        failure: list[BaseException] = []
+        self.live.started(deployment.name)
 
         def finish() -> None:
             if recorded is not None:
                 attempt.usage = recorded.usage
             attempt.latency_ms = (self.clock() - started) * 1000
-            self._finish(attempt)
+            self._finish(attempt, failure[0] if failure else None)
 
         try:
             async with deployment.provider.stream(
@@ -214,12 +231,11 @@ class StrategyContext:
         except asyncio.CancelledError:
             attempt.status = "cancelled"
             raise
-        except UpstreamError as exc:
-            attempt.status, attempt.error = "error", exc.message
-            exc.deployment = exc.deployment or deployment.name
-            raise
         except GatewayError as exc:
+            failure.append(exc)
             attempt.status, attempt.error = "error", exc.message
+            if isinstance(exc, UpstreamError):
+                exc.deployment = exc.deployment or deployment.name
             raise
         finally:
             if recorded is None or not recorded.finished:

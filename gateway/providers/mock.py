@@ -3,7 +3,8 @@ benchmark (STYLE 15). No network, no keys.
 
 Each model has a profile: `latency_ms` (time to first token), `ms_per_token` (streaming pace),
 `failure_rate` (0-1; outcomes drawn from an RNG seeded by provider and model, so a run is reproducible), and a
-`reply` template with `{model}`, `{provider}` and `{prompt}` (the last user message) placeholders.
+`reply` template with `{model}`, `{provider}`, `{prompt}` (the last user message) and `{system}` (the system
+messages, where strategies put the material a lead model works from) placeholders.
 With tools offered (and `tool_choice` not `none`) it calls the named or first tool with `{}` arguments.
 """
 
@@ -71,7 +72,10 @@ class MockProvider:
         body = request.body
         prompt = next((text_of(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"), "")
         prompt_tokens = sum(_estimate_tokens(text_of(m.get("content"))) + 4 for m in request.messages)
-        text = profile.reply.format(model=model, provider=self.name, prompt=prompt)
+        system = " ".join(
+            text_of(m.get("content")) for m in request.messages if m.get("role") in ("system", "developer")
+        )
+        text = profile.reply.format(model=model, provider=self.name, prompt=prompt, system=system)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         words = text.split(" ") if text else []
         finish = "stop"

@@ -1,0 +1,191 @@
+"""Structured concurrency for strategies: gather-all, race-to-first (with adaptive width and refill), and
+hedge-after-delay, for whole answers and for streams.
+
+Every task is created here and awaited or cancelled here: losers are cancelled (their attempt is recorded as
+`cancelled`, and the provider closes their upstream response), nothing is left running when a function returns.
+No TaskGroup or timeout scope is held across a `yield`, because a stream may be consumed in another task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from gateway.core.errors import AllProvidersFailed, UpstreamBadRequest, UpstreamError
+from gateway.core.pool import Deployment
+from gateway.core.types import ChatRequest, ChatResponse
+from strategies.base import RecordedStream, Role, StrategyContext
+
+__all__ = ["gather_all", "race", "race_stream"]
+
+Accept = Callable[[ChatResponse], str | None]
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def gather_all(
+    ctx: StrategyContext, deployments: Sequence[Deployment], request: ChatRequest, *, role: Role, limit: int = 8
+) -> list[tuple[Deployment, ChatResponse]]:
+    """Call every deployment (at most `limit` at once) and wait for all; returns the successes in input order.
+    Failures are recorded as attempts; raises AllProvidersFailed when nothing succeeded."""
+    gate = asyncio.Semaphore(max(1, limit))
+
+    async def one(d: Deployment) -> ChatResponse:
+        async with gate:
+            return await ctx.call(d, request, role)
+
+    tasks = [asyncio.create_task(one(d)) for d in deployments]
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    except BaseException:
+        await _cancel(tasks)
+        raise
+    ok = [(d, r) for d, r in zip(deployments, results, strict=True) if isinstance(r, ChatResponse)]
+    if not ok:
+        errors = [r for r in results if isinstance(r, UpstreamError)]
+        bad = next((e for e in errors if isinstance(e, UpstreamBadRequest)), None)
+        raise bad if bad is not None else AllProvidersFailed(errors)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, UpstreamError):
+            raise result
+    return ok
+
+
+async def race(
+    ctx: StrategyContext,
+    ranked: Sequence[Deployment],
+    request: ChatRequest,
+    *,
+    width: int,
+    role: Role = "attempt",
+    accept: Accept | None = None,
+    hedge_after_s: float | None = None,
+) -> tuple[Deployment, ChatResponse]:
+    """Start the first `width` deployments; the first acceptable answer wins and the others are cancelled. A
+    failure or rejected answer starts the next one in the ranking. With `hedge_after_s`, the next deployment is
+    also started whenever that long passes without an answer (hedged requests)."""
+    queue = list(ranked)
+    running: dict[asyncio.Task[ChatResponse], Deployment] = {}
+    errors: list[UpstreamError] = []
+
+    def launch() -> None:
+        deployment = queue.pop(0)
+        running[asyncio.create_task(ctx.call(deployment, request, role))] = deployment
+
+    try:
+        for _ in range(min(max(1, width), len(queue))):
+            launch()
+        while running:
+            done, _ = await asyncio.wait(running, timeout=hedge_after_s, return_when=asyncio.FIRST_COMPLETED)
+            if not done:  # nobody answered within the hedge delay
+                if queue:
+                    launch()
+                    ctx.meta.extra["hedged"] = ctx.meta.extra.get("hedged", 0) + 1
+                continue
+            for task in done:
+                deployment = running.pop(task)
+                error = task.exception()
+                if error is None:
+                    response = task.result()
+                    reason = accept(response) if accept is not None else None
+                    if reason is None:
+                        ctx.meta.served_by.append(deployment)
+                        return deployment, response
+                    _reject(ctx, deployment, reason, errors)
+                elif isinstance(error, UpstreamBadRequest):
+                    raise error
+                elif isinstance(error, UpstreamError):
+                    errors.append(error)
+                else:
+                    raise error
+                if queue:
+                    launch()
+        raise AllProvidersFailed(errors)
+    finally:
+        await _cancel(list(running))
+
+
+def _reject(ctx: StrategyContext, deployment: Deployment, reason: str, errors: list[UpstreamError]) -> None:
+    for attempt in reversed(ctx.meta.attempts):
+        if attempt.deployment is deployment and attempt.status == "ok":
+            attempt.status, attempt.note = "rejected", reason
+            break
+    errors.append(UpstreamError(f"answer rejected: {reason}", deployment=deployment.name))
+
+
+@asynccontextmanager
+async def race_stream(
+    ctx: StrategyContext,
+    ranked: Sequence[Deployment],
+    request: ChatRequest,
+    *,
+    width: int,
+    role: Role = "attempt",
+    hedge_after_s: float | None = None,
+) -> AsyncIterator[RecordedStream]:
+    """Open streams on the first `width` deployments (plus hedges); the first to produce its first chunk wins;
+    the others are cancelled (their upstream responses closed) before the winner is handed out."""
+    queue = list(ranked)
+    running: dict[asyncio.Task[tuple[AbstractAsyncContextManager[RecordedStream], RecordedStream]], Deployment] = {}
+    errors: list[UpstreamError] = []
+
+    async def open_one(d: Deployment) -> tuple[AbstractAsyncContextManager[RecordedStream], RecordedStream]:
+        manager = ctx.open_stream(d, request, role)
+        return manager, await manager.__aenter__()
+
+    def launch() -> None:
+        deployment = queue.pop(0)
+        running[asyncio.create_task(open_one(deployment))] = deployment
+
+    winner: tuple[AbstractAsyncContextManager[RecordedStream], RecordedStream] | None = None
+    try:
+        for _ in range(min(max(1, width), len(queue))):
+            launch()
+        while running and winner is None:
+            done, _ = await asyncio.wait(running, timeout=hedge_after_s, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                if queue:
+                    launch()
+                    ctx.meta.extra["hedged"] = ctx.meta.extra.get("hedged", 0) + 1
+                continue
+            for task in done:
+                deployment = running.pop(task)
+                error = task.exception()
+                if error is None and winner is None:
+                    winner = task.result()
+                    ctx.meta.served_by.append(deployment)
+                elif error is None:  # a second one opened in the same instant: close it as a loser
+                    late_manager, _ = task.result()
+                    await late_manager.__aexit__(None, None, None)
+                elif isinstance(error, UpstreamBadRequest):
+                    raise error
+                elif isinstance(error, UpstreamError):
+                    errors.append(error)
+                    if queue:
+                        launch()
+                else:
+                    raise error
+    finally:
+        losers = list(running)
+        for task in losers:
+            task.cancel()
+        for result in await asyncio.gather(*losers, return_exceptions=True):
+            if isinstance(result, tuple):  # finished opening before the cancellation landed: close it too
+                await result[0].__aexit__(None, None, None)
+    if winner is None:
+        raise AllProvidersFailed(errors)
+    manager, stream = winner
+    try:
+        yield stream
+    except BaseException as exc:
+        if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await manager.__aexit__(None, None, None)

@@ -1,0 +1,139 @@
+"""`ultra-adaptive`: chooses a strategy per request and learns which works best per kind of request.
+
+Context bucket = prompt size (short/long) x tools x stream x task hint (code, math or chat, from the last user
+message). The `x-ultra-priority: cost|quality|speed` header picks directly. Otherwise arms that do not fit are
+removed (tools: no synthesis strategies, since synthesised text cannot stand in for tool calls; high in-flight
+load or open breakers: no fan-out strategies), and Thompson sampling over Beta posteriors per bucket picks one.
+Each outcome is rewarded from what actually happened: 0 on failure, else
+w_q·quality(served) - w_c·cost/(cost+cost_scale) - w_l·latency/(latency+latency_scale_ms), clipped to 0-1.
+The metadata says what was chosen and why."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from gateway.core.pool import ProviderPool
+from gateway.core.types import ChatRequest, text_of
+from strategies._common import Options
+from strategies.base import Strategy, StrategyContext, StrategyMeta, StrategyResult, StrategyStream
+
+__all__ = ["Adaptive", "AdaptiveOptions"]
+
+Arm = Literal["balanced", "cost", "quality", "speed", "parallel", "simple", "waterfall"]
+_CODE = re.compile(r"```|\bdef |\bclass |\bfunction\b|\bcompile|\bstack trace|\bbug\b|\bcode\b", re.I)
+_MATH = re.compile(r"\d\s*[-+*/^=]\s*\d|\bsolve\b|\bequation|\bintegral|\bprove\b|\bprobability", re.I)
+_DEFAULT_ARMS: tuple[Arm, ...] = ("balanced", "cost", "quality", "speed", "parallel")
+_FANOUT: frozenset[str] = frozenset({"simple", "quality", "parallel"})
+_SYNTHESIS: frozenset[str] = frozenset({"simple", "quality"})
+
+
+class RewardWeights(Options):
+    quality: float = 1.0
+    cost: float = 0.3
+    latency: float = 0.3
+
+
+class AdaptiveOptions(Options):
+    arms: list[Arm] = Field(default_factory=lambda: list(_DEFAULT_ARMS))
+    reward: RewardWeights = Field(default_factory=RewardWeights)
+    cost_scale_usd: float = Field(0.001, gt=0, description="Cost at which the cost penalty is half its weight.")
+    latency_scale_ms: float = Field(2000.0, gt=0, description="Latency at which the latency penalty is half.")
+    long_prompt_chars: Annotated[int, Field(ge=1)] = 4000
+    busy_in_flight: Annotated[int, Field(ge=1)] = 64
+
+
+class Adaptive:
+    def __init__(self, name: str, options: AdaptiveOptions, arms: Mapping[str, Strategy]) -> None:
+        self.name = name
+        self.options = options
+        self.arms: dict[str, Strategy] = {arm: arms[arm] for arm in options.arms}
+        self.posteriors: dict[tuple[str, str], list[float]] = {}  # (bucket, arm) → [alpha, beta]
+
+    def bucket(self, request: ChatRequest) -> str:
+        last = next((text_of(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+        size = sum(len(text_of(m.get("content"))) for m in request.messages)
+        task = "code" if _CODE.search(last) else "math" if _MATH.search(last) else "chat"
+        return "/".join(
+            [
+                "long" if size > self.options.long_prompt_chars else "short",
+                "tools" if request.has_tools else "text",
+                "stream" if request.stream else "whole",
+                task,
+            ]
+        )
+
+    def choose(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> tuple[str, str, str]:
+        bucket = self.bucket(request)
+        priority = ctx.hints.get("x-ultra-priority", "").strip().lower()
+        if priority in ("cost", "quality", "speed") and priority in self.arms:
+            return priority, bucket, f"x-ultra-priority: {priority}"
+        candidates = list(self.arms)
+        why = []
+        if request.has_tools:
+            candidates = [a for a in candidates if a not in _SYNTHESIS] or candidates
+            why.append("tools: no synthesis")
+        load = sum(ctx.stats.get(name).in_flight for name in pool)
+        unhealthy = sum(1 for name in pool if not ctx.stats.available(name))
+        if load >= self.options.busy_in_flight or unhealthy * 2 > len(pool):
+            candidates = [a for a in candidates if a not in _FANOUT] or candidates
+            why.append(f"load {load} in flight, {unhealthy} breakers open: no fan-out")
+        samples = {}
+        for arm in candidates:
+            alpha, beta = self.posteriors.get((bucket, arm), [1.0, 1.0])
+            samples[arm] = ctx.rng.betavariate(alpha, beta)
+        arm = max(samples, key=lambda a: samples[a])
+        alpha, beta = self.posteriors.get((bucket, arm), [1.0, 1.0])
+        why.append(f"Thompson sample {samples[arm]:.2f} (posterior mean {alpha / (alpha + beta):.2f}) in {bucket}")
+        return arm, bucket, "; ".join(why)
+
+    def reward(self, meta: StrategyMeta, ok: bool, elapsed_ms: float) -> float:
+        if not ok or not meta.served_by:
+            return 0.0
+        w = self.options.reward
+        quality = sum(d.quality for d in meta.served_by) / len(meta.served_by)
+        cost = meta.cost_usd / (meta.cost_usd + self.options.cost_scale_usd)
+        latency = elapsed_ms / (elapsed_ms + self.options.latency_scale_ms)
+        return min(1.0, max(0.0, w.quality * quality - w.cost * cost - w.latency * latency))
+
+    def update(self, bucket: str, arm: str, reward: float) -> None:
+        posterior = self.posteriors.setdefault((bucket, arm), [1.0, 1.0])
+        posterior[0] += reward
+        posterior[1] += 1.0 - reward
+
+    def _record(self, meta: StrategyMeta, arm: str, bucket: str, reason: str) -> None:
+        meta.chosen_strategy = arm
+        meta.reason = reason
+        meta.extra["bucket"] = bucket
+
+    async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult:
+        arm, bucket, reason = self.choose(request, pool, ctx)
+        self._record(ctx.meta, arm, bucket, reason)
+        started = time.monotonic()
+        try:
+            result = await self.arms[arm].complete(request, pool, ctx)
+        except BaseException:
+            self.update(bucket, arm, 0.0)
+            raise
+        self.update(bucket, arm, self.reward(ctx.meta, True, (time.monotonic() - started) * 1000))
+        return result
+
+    @asynccontextmanager
+    async def stream(
+        self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext
+    ) -> AsyncIterator[StrategyStream]:
+        arm, bucket, reason = self.choose(request, pool, ctx)
+        self._record(ctx.meta, arm, bucket, reason)
+        started = time.monotonic()
+        ok = False
+        try:
+            async with self.arms[arm].stream(request, pool, ctx) as inner:
+                yield inner
+                ok = all(a.status != "cancelled" for a in ctx.meta.attempts if a.deployment in ctx.meta.served_by)
+        finally:
+            self.update(bucket, arm, self.reward(ctx.meta, ok, (time.monotonic() - started) * 1000))

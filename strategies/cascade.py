@@ -1,0 +1,183 @@
+"""The chain strategies: `ultra-waterfall` (a configured chain in order; on error, timeout, empty or refused
+answer go to the next) and `ultra-cost` (FrugalGPT: cheapest first, escalate until an answer passes the
+acceptance check and, optionally, a judge model's score)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from pydantic import Field
+
+from gateway.core.errors import AllProvidersFailed, UpstreamBadRequest, UpstreamError
+from gateway.core.pool import Deployment, ProviderPool
+from gateway.core.types import ChatRequest, ChatResponse, Chunk
+from strategies._accept import rejection
+from strategies._common import Options, ReplayStream, candidates_of, resolve
+from strategies._ranking import by_cost, by_quality
+from strategies.base import StrategyContext, StrategyResult, StrategyStream
+from strategies.direct import run_chain
+
+__all__ = ["Cost", "CostOptions", "Waterfall", "WaterfallOptions"]
+
+
+class WaterfallOptions(Options):
+    chain: list[str] | None = Field(None, description="Deployments in order (default: by quality, best first).")
+
+
+class Waterfall:
+    def __init__(self, name: str, options: WaterfallOptions) -> None:
+        self.name = name
+        self.options = options
+
+    def _chain(self, pool: ProviderPool, request: ChatRequest, ctx: StrategyContext) -> list[Deployment]:
+        if self.options.chain:
+            return candidates_of(pool, self.options.chain, request)
+        return by_quality(candidates_of(pool, None, request), ctx.stats)
+
+    async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult:
+        return await run_chain(self._chain(pool, request, ctx), request, ctx, accept=rejection)
+
+    @asynccontextmanager
+    async def stream(
+        self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext
+    ) -> AsyncIterator[StrategyStream]:
+        """Falls over until the first byte reaches the client: errors while opening, and a stream that ends
+        without any content (the role chunk is held back until content or a tool call arrives)."""
+        errors: list[UpstreamError] = []
+        for deployment in self._chain(pool, request, ctx):
+            attempt = AsyncExitStack()
+            try:
+                opened = await attempt.enter_async_context(ctx.open_stream(deployment, request))
+                chunks = opened.__aiter__()
+                held = [chunk async for chunk in _until_content(chunks)]
+            except UpstreamBadRequest:
+                await attempt.aclose()
+                raise
+            except UpstreamError as exc:
+                await attempt.aclose()
+                errors.append(exc)
+                continue
+            if not _has_content(held[-1] if held else {}):
+                await attempt.aclose()
+                opened.attempt.status, opened.attempt.note = "rejected", "empty answer"
+                errors.append(UpstreamError("answer rejected: empty answer", deployment=deployment.name))
+                continue
+            ctx.meta.served_by.append(deployment)
+            async with attempt:
+                yield _Prefixed(held, chunks, ctx)
+            return
+        raise AllProvidersFailed(errors)
+
+
+def _has_content(chunk: Chunk) -> bool:
+    return any(
+        (c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls")
+        for c in chunk.get("choices") or ()
+    )
+
+
+async def _until_content(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    """Chunks up to and including the first one with content or a tool call (or all of them, if none has)."""
+    async for chunk in chunks:
+        yield chunk
+        if _has_content(chunk):
+            return
+
+
+class _Prefixed:
+    """The held-back chunks, then the rest of the stream."""
+
+    def __init__(self, held: list[Chunk], rest: AsyncIterator[Chunk], ctx: StrategyContext) -> None:
+        self._held = held
+        self._rest = rest
+        self.meta = ctx.meta
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        for chunk in self._held:
+            yield chunk
+        async for chunk in self._rest:
+            yield chunk
+
+
+class CostOptions(Options):
+    chain: list[str] | None = Field(None, description="Deployments cheapest first (default: every one by price).")
+    judge: str | None = Field(None, description="A deployment that scores each answer 0-10.")
+    threshold: float = Field(7.0, ge=0, le=10, description="Lowest judge score accepted.")
+
+
+_SCORE = re.compile(r"\b(10|[0-9])(?:\.\d+)?\b")
+
+
+class Cost:
+    def __init__(self, name: str, options: CostOptions) -> None:
+        self.name = name
+        self.options = options
+
+    async def _judged(
+        self, answer: ChatResponse, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext
+    ) -> str | None:
+        reason = rejection(answer)
+        if reason is not None or self.options.judge is None:
+            return reason
+        judge = resolve(pool, [self.options.judge])[0]
+        prompt = request.with_messages(
+            [
+                {
+                    "role": "system",
+                    "content": "Rate how well the answer serves the user's last request, from 0 (useless) "
+                    "to 10 (excellent). Reply with the number only.",
+                },
+                {
+                    "role": "user",
+                    "content": f"Request:\n{request.messages[-1].get('content')}\n\nAnswer:\n{answer.content}",
+                },
+            ],
+            stream=False,
+            tools=None,
+            tool_choice=None,
+        )
+        try:
+            verdict = await ctx.call(judge, prompt, "judge")
+        except UpstreamBadRequest:
+            raise
+        except UpstreamError:
+            return None  # no judge available: the acceptance check alone decides
+        match = _SCORE.search(verdict.content)
+        score = float(match.group(0)) if match else 0.0
+        return None if score >= self.options.threshold else f"judge score {score:g} < {self.options.threshold:g}"
+
+    async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult:
+        chain = (
+            candidates_of(pool, self.options.chain, request)
+            if self.options.chain
+            else by_cost(candidates_of(pool, None, request), ctx.stats)
+        )
+        errors: list[UpstreamError] = []
+        for step, deployment in enumerate(chain):
+            try:
+                answer = await ctx.call(deployment, request, "attempt")
+            except UpstreamBadRequest:
+                raise
+            except UpstreamError as exc:
+                errors.append(exc)
+                continue
+            reason = await self._judged(answer, request, pool, ctx)
+            if reason is None or (step == len(chain) - 1 and reason.startswith("judge")):
+                ctx.meta.served_by.append(deployment)
+                ctx.meta.extra["escalations"] = step
+                return StrategyResult(answer, ctx.meta)
+            attempt = next(a for a in reversed(ctx.meta.attempts) if a.deployment is deployment and a.role == "attempt")
+            attempt.status, attempt.note = "rejected", f"escalated: {reason}"
+            errors.append(UpstreamError(f"answer rejected: {reason}", deployment=deployment.name))
+        raise AllProvidersFailed(errors)
+
+    @asynccontextmanager
+    async def stream(
+        self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext
+    ) -> AsyncIterator[StrategyStream]:
+        # The acceptance check needs the whole answer, so the cascade runs to its end and the accepted answer
+        # is replayed as a stream.
+        result = await self.complete(request, pool, ctx)
+        yield ReplayStream(result.response, ctx.meta)

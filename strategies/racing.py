@@ -1,0 +1,160 @@
+"""The racing strategies: `ultra-parallel` (best-ranked providers race, adaptive width), `ultra-balanced`
+(weighted score, top two race, then down the ranking) and `ultra-speed` (fastest by live TTFT, hedged after
+its p95). They differ only in how they rank and how wide they start, so they share one engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from pydantic import Field
+
+from gateway.core.pool import Deployment, ProviderPool
+from gateway.core.types import ChatRequest
+from strategies._accept import rejection
+from strategies._common import Options, candidates_of
+from strategies._fanout import race, race_stream
+from strategies._ranking import by_speed, weighted
+from strategies.base import StrategyContext, StrategyResult, StrategyStream
+from strategies.direct import ChainStream
+
+__all__ = ["Balanced", "BalancedOptions", "Parallel", "ParallelOptions", "Speed", "SpeedOptions", "Weights"]
+
+
+class _Race:
+    name: str
+    candidates: list[str] | None
+
+    def rank(self, pool: ProviderPool, request: ChatRequest, ctx: StrategyContext) -> list[Deployment]:
+        raise NotImplementedError
+
+    def width(self) -> int:
+        return 1
+
+    def hedge_after_s(self, ranked: list[Deployment], ctx: StrategyContext) -> float | None:
+        return None
+
+    def learn(self, hedged: bool, failed: bool) -> None:
+        return None
+
+    async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult:
+        ranked = self.rank(pool, request, ctx)
+        try:
+            _, response = await race(
+                ctx,
+                ranked,
+                request,
+                width=self.width(),
+                accept=rejection,
+                hedge_after_s=self.hedge_after_s(ranked, ctx),
+            )
+        except BaseException:
+            self.learn(bool(ctx.meta.extra.get("hedged")), True)
+            raise
+        self.learn(
+            bool(ctx.meta.extra.get("hedged")), any(a.status in ("error", "rejected") for a in ctx.meta.attempts)
+        )
+        return StrategyResult(response, ctx.meta)
+
+    @asynccontextmanager
+    async def stream(
+        self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext
+    ) -> AsyncIterator[StrategyStream]:
+        ranked = self.rank(pool, request, ctx)
+        async with race_stream(
+            ctx, ranked, request, width=self.width(), hedge_after_s=self.hedge_after_s(ranked, ctx)
+        ) as opened:
+            self.learn(bool(ctx.meta.extra.get("hedged")), any(a.status == "error" for a in ctx.meta.attempts))
+            yield ChainStream(opened, ctx.meta)
+
+
+class ParallelOptions(Options):
+    candidates: list[str] | None = Field(None, description="Racers (default: every deployment).")
+    min_width: Annotated[int, Field(ge=1, le=8)] = 1
+    max_width: Annotated[int, Field(ge=1, le=8)] = 3
+    initial_width: Annotated[float, Field(ge=1, le=8)] = 2
+
+
+class Parallel(_Race):
+    """AIMD on the race width: a request that saw a failure widens the next race by one (additive increase,
+    up to max_width); a clean request narrows it by 10 % (multiplicative decrease, down to min_width). So a
+    healthy fleet costs about one call per request, and a flaky one gets redundancy."""
+
+    def __init__(self, name: str, options: ParallelOptions) -> None:
+        self.name = name
+        self.options = options
+        self.candidates = options.candidates
+        self.current_width = float(options.initial_width)
+
+    def rank(self, pool: ProviderPool, request: ChatRequest, ctx: StrategyContext) -> list[Deployment]:
+        return by_speed(candidates_of(pool, self.candidates, request), ctx.stats)
+
+    def width(self) -> int:
+        return max(self.options.min_width, min(self.options.max_width, round(self.current_width)))
+
+    def learn(self, hedged: bool, failed: bool) -> None:
+        if failed:
+            self.current_width = min(self.options.max_width, self.current_width + 1)
+        else:
+            self.current_width = max(self.options.min_width, self.current_width * 0.9)
+
+
+class Weights(Options):
+    quality: float = 1.0
+    cost: float = 0.3
+    latency: float = 0.3
+
+
+class BalancedOptions(Options):
+    candidates: list[str] | None = None
+    weights: Weights = Field(default_factory=Weights)
+    width: Annotated[int, Field(ge=1, le=8)] = 2
+
+
+class Balanced(_Race):
+    def __init__(self, name: str, options: BalancedOptions) -> None:
+        self.name = name
+        self.options = options
+        self.candidates = options.candidates
+
+    def rank(self, pool: ProviderPool, request: ChatRequest, ctx: StrategyContext) -> list[Deployment]:
+        w = self.options.weights
+        return weighted(
+            candidates_of(pool, self.candidates, request), ctx.stats, quality=w.quality, cost=w.cost, latency=w.latency
+        )
+
+    def width(self) -> int:
+        return self.options.width
+
+
+class SpeedOptions(Options):
+    candidates: list[str] | None = None
+    hedge_after_ms: float | None = Field(None, ge=1, description="Fixed hedge delay (default: p95 TTFT).")
+    default_hedge_ms: float = Field(500.0, ge=1, description="Hedge delay before any p95 is known.")
+    max_hedge_share: float = Field(0.2, ge=0, le=1, description="Cap on the share of requests that hedge.")
+
+
+class Speed(_Race):
+    def __init__(self, name: str, options: SpeedOptions) -> None:
+        self.name = name
+        self.options = options
+        self.candidates = options.candidates
+        self.requests = 0
+        self.hedged = 0
+
+    def rank(self, pool: ProviderPool, request: ChatRequest, ctx: StrategyContext) -> list[Deployment]:
+        return by_speed(candidates_of(pool, self.candidates, request), ctx.stats)
+
+    def hedge_after_s(self, ranked: list[Deployment], ctx: StrategyContext) -> float | None:
+        self.requests += 1
+        if len(ranked) < 2 or self.hedged >= self.options.max_hedge_share * self.requests:
+            return None  # hedges capped to a share of traffic
+        self.hedged += 1  # budgeted now; a request that needs no hedge gives its budget back below
+        p95 = ctx.stats.get(ranked[0].name).p95_ttft_ms
+        delay = self.options.hedge_after_ms or p95 or self.options.default_hedge_ms
+        return delay / 1000
+
+    def learn(self, hedged: bool, failed: bool) -> None:
+        if not hedged and self.hedged:
+            self.hedged -= 1  # budgeted but not needed
