@@ -6,7 +6,8 @@ only with include_usage), `dupids` (like echo, but repeats id/type/name on every
 upstreams do), `slow-<ms>`, `hang` (never answers), `badjson` (200 with a body that is not JSON), `cut`
 (streams two chunks, then drops the connection without [DONE]), `flaky` (503 once, then answers),
 `ratelimit` (always 429 with retry-after-ms), `status-<code>` (always that status, echoing the caller's
-Authorization header in the message, as careless upstreams do). Every request is recorded.
+Authorization header in the message, as careless upstreams do). Every request is recorded, and so is every
+`slow-<ms>` request whose caller hung up before the answer (`disconnected`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class FakeOpenAI:
         self.headers: list[dict[str, str]] = []
         self.flaky_calls = 0
         self.received = threading.Event()  # set when any request arrives (for "in flight" tests)
+        self.disconnected: list[str] = []  # models whose caller closed the connection before the answer
+        self.disconnect = threading.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         self.server = ThreadedApp(app)
@@ -56,7 +59,12 @@ class FakeOpenAI:
         if model == "hang":
             await asyncio.Event().wait()
         if model.startswith("slow-"):
-            await asyncio.sleep(int(model[5:]) / 1000)
+            try:
+                await asyncio.sleep(int(model[5:]) / 1000)
+            except asyncio.CancelledError:  # aiohttp cancels the handler when the client goes away
+                self.disconnected.append(model)
+                self.disconnect.set()
+                raise
         if model == "badjson":
             return web.Response(body=b"<html>not json", content_type="application/json")
         if model == "ratelimit":
