@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from opentelemetry.trace import Tracer
+
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.provider import Provider
 from gateway.providers._http import Dialect, HttpProvider, Timeouts
@@ -14,6 +16,7 @@ from gateway.providers.mock import MockModel, MockProvider
 from gateway.providers.openai_compat import OpenAIDialect
 from gateway.resilience.retry import RetryingProvider
 from gateway.settings import ProviderSettings, Settings
+from gateway.telemetry.instrumented import InstrumentedProvider
 
 __all__ = ["build_pool", "build_provider"]
 
@@ -73,12 +76,14 @@ def build_provider(config: ProviderSettings) -> Provider:
     )
 
 
-def build_pool(settings: Settings) -> ProviderPool:
+def build_pool(settings: Settings, *, tracer: Tracer | None = None) -> ProviderPool:
+    """With a tracer, each attempt (inside the retries, so every retry) gets its own CLIENT span."""
     deployments = []
     for config in settings.providers:
-        provider: Provider = RetryingProvider(
-            build_provider(config), max_retries=config.max_retries, total_s=config.timeout.total_s
-        )
+        adapter = build_provider(config)
+        if tracer is not None:
+            adapter = InstrumentedProvider(adapter, tracer, base_url=config.base_url)
+        provider: Provider = RetryingProvider(adapter, max_retries=config.max_retries, total_s=config.timeout.total_s)
         for model in config.models:
             deployments.append(
                 Deployment(

@@ -24,7 +24,7 @@ from gateway.auth import ANONYMOUS, Authenticator, Principal
 from gateway.backends import build_cache, build_limiter, cache_secret
 from gateway.cache.keys import CacheKey, make_key, scope_id
 from gateway.cache.responses import Lookup, ResponseCache
-from gateway.core.errors import InvalidRequest, ModelNotFound, UpstreamTimeout
+from gateway.core.errors import GatewayError, InvalidRequest, ModelNotFound, UpstreamTimeout
 from gateway.core.pool import ProviderPool
 from gateway.core.stats import LiveStats
 from gateway.core.stream import StreamAccumulator, ToolCallDeltaNormalizer, response_to_chunks, usage_chunk
@@ -32,6 +32,7 @@ from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, new_comp
 from gateway.ratelimit.limiter import RateLimiter, Ticket, key_rule
 from gateway.registry import build_pool
 from gateway.settings import BUILTIN_ALIASES, Settings
+from gateway.telemetry.tracing import Tracing, fail, use
 from strategies import build_strategies
 from strategies.base import Strategy, StrategyContext, StrategyMeta
 from strategies.direct import Direct
@@ -90,9 +91,14 @@ class StreamOutcome:
 class Gateway:
     """One per process: the pool, the strategies, and the pipeline that serves requests with them."""
 
-    def __init__(self, settings: Settings, *, pool: ProviderPool | None = None) -> None:
+    def __init__(self, settings: Settings, *, pool: ProviderPool | None = None, tracing: Tracing | None = None) -> None:
         self.settings = settings
-        self.pool = pool if pool is not None else build_pool(settings)
+        self.tracing = (
+            tracing
+            if tracing is not None
+            else Tracing.from_env(settings.telemetry.service_name, capture_content=settings.telemetry.capture_content)
+        )
+        self.pool = pool if pool is not None else build_pool(settings, tracer=self.tracing.tracer)
         aliases: dict[str, tuple[str, dict[str, Any]]] = {
             alias: (s.kind, s.model_extra or {}) for alias, s in settings.strategies.items()
         }
@@ -124,6 +130,7 @@ class Gateway:
             await self.limiter.aclose()
         for provider in self.pool.providers:
             await provider.aclose()
+        self.tracing.shutdown()
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
         """`/health/ready`: config loaded, and each configured Redis answering a PING within its budget."""
@@ -252,7 +259,72 @@ class Gateway:
 
     # --- the pipeline ----------------------------------------------------------------------------------
 
+    # --- tracing: the strategy span around the pipeline (nothing at all when tracing is off) --------------
+
+    def _strategy_span(self, request: ChatRequest) -> Any:
+        if not self.tracing.enabled:
+            return None
+        name = request.model if request.model in self.strategies else "direct"
+        return self.tracing.start_span(
+            f"ultra.strategy {name}",
+            {"ultra.strategy": name, "ultra.model": request.model, "ultra.stream": request.stream},
+        )
+
+    @staticmethod
+    def _span_done(span: Any, meta: StrategyMeta, headers: dict[str, str]) -> None:
+        span.set_attribute("ultra.cache", headers.get("x-ultra-cache", ""))
+        span.set_attribute("ultra.providers", headers.get("x-ultra-providers", ""))
+        span.set_attribute("ultra.cost_usd", meta.cost_usd)
+        span.set_attribute("ultra.calls", len(meta.attempts))
+        if meta.chosen_strategy:
+            span.set_attribute("ultra.chosen_strategy", meta.chosen_strategy)
+        for header in ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"):
+            if header in headers:
+                span.set_attribute(f"ultra.{header[2:].replace('-', '_')}", int(headers[header]))
+
+    @staticmethod
+    def _span_failed(span: Any, exc: BaseException) -> None:
+        if isinstance(exc, GatewayError):
+            fail(span, exc.code or type(exc).__name__, exc.message)
+        elif isinstance(exc, asyncio.CancelledError):
+            fail(span, "cancelled", "the client went away")
+        else:
+            fail(span, type(exc).__qualname__, "internal error")
+
     async def complete(self, request: ChatRequest, rc: RequestContext) -> Outcome:
+        span = self._strategy_span(request)
+        if span is None:
+            return await self._complete(request, rc)
+        try:
+            with use(span):
+                outcome = await self._complete(request, rc)
+        except BaseException as exc:
+            self._span_failed(span, exc)
+            span.end()
+            raise
+        self._span_done(span, outcome.meta, outcome.headers)
+        span.end()
+        return outcome
+
+    @asynccontextmanager
+    async def stream(self, request: ChatRequest, rc: RequestContext) -> AsyncIterator[StreamOutcome]:
+        """Entered before any byte is sent: failures while opening are ordinary HTTP errors."""
+        span = self._strategy_span(request)
+        async with AsyncExitStack() as stack:
+            if span is None:
+                yield await stack.enter_async_context(self._stream(request, rc))
+                return
+            stack.callback(span.end)
+            try:
+                with use(span):  # the calls made while opening are its children
+                    outcome = await stack.enter_async_context(self._stream(request, rc))
+            except BaseException as exc:
+                self._span_failed(span, exc)
+                raise
+            stack.callback(self._span_done, span, outcome.meta, outcome.headers)  # at the end of the stream
+            yield outcome
+
+    async def _complete(self, request: ChatRequest, rc: RequestContext) -> Outcome:
         self.auth.authorize(rc.principal, request.model)
         strategy = self.route(request.model)
         ctx = self._context(strategy, rc)
@@ -289,8 +361,7 @@ class Gateway:
             self._settle(ticket, actual)
 
     @asynccontextmanager
-    async def stream(self, request: ChatRequest, rc: RequestContext) -> AsyncIterator[StreamOutcome]:
-        """Entered before any byte is sent: failures while opening are ordinary HTTP errors."""
+    async def _stream(self, request: ChatRequest, rc: RequestContext) -> AsyncIterator[StreamOutcome]:
         self.auth.authorize(rc.principal, request.model)
         strategy = self.route(request.model)
         ctx = self._context(strategy, rc)

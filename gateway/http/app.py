@@ -43,7 +43,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
         debug=False,
     )
     app.state.gateway = service
-    return RequestIdEdge(app)
+    return RequestIdEdge(app, service.tracing)
 
 
 def app_from_env() -> RequestIdEdge:

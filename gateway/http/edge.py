@@ -1,5 +1,7 @@
 """The outermost ASGI layer: gives every HTTP request an id and puts `x-request-id` on every response, including
-the framework's own 404s and errors (reference/openai-chat-completions.md §8)."""
+the framework's own 404s and errors (reference/openai-chat-completions.md §8); opens the HTTP SERVER span
+(named by route template, never the raw path, and one span per request, not per SSE chunk) continuing an
+incoming `traceparent`, and returns the trace id in `x-ultra-trace-id`."""
 
 from __future__ import annotations
 
@@ -8,20 +10,33 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from gateway.telemetry.tracing import Tracing, fail, trace_id_from_traceparent
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-__all__ = ["RequestIdEdge"]
+__all__ = ["RequestIdEdge", "route_template"]
 
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9_.:-]{1,128}$")
+_ROUTES = ("/v1/chat/completions", "/v1/models", "/health/live", "/health/ready", "/metrics")
+_PROPAGATION = (b"traceparent", b"tracestate", b"baggage")
+
+
+def route_template(path: str) -> str | None:
+    if path in _ROUTES:
+        return path
+    if path.startswith("/v1/models/"):
+        return "/v1/models/{model_id}"
+    return None  # unknown paths get no route: the span is named by the method alone (bounded cardinality)
 
 
 class RequestIdEdge:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, tracing: Tracing | None = None) -> None:
         self.app: ASGIApp = app
+        self.tracing = tracing or Tracing(None)
 
     def __getattr__(self, name: str) -> Any:  # the wrapped Litestar app's attributes (state, plugins...)
         return getattr(self.app, name)
@@ -30,14 +45,47 @@ class RequestIdEdge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        headers = scope["headers"]
+        given = next((v for k, v in headers if k == b"x-request-id"), None)
         request_id = given.decode() if given is not None and _CLIENT_ID.match(given) else f"req_{uuid.uuid4().hex}"
         scope["ultra.request_id"] = request_id
-        header = (b"x-request-id", request_id.encode())
+        extra = [(b"x-request-id", request_id.encode())]
+        if not self.tracing.enabled:
+            parent = next((v for k, v in headers if k == b"traceparent"), b"")
+            trace_id = trace_id_from_traceparent(parent.decode("latin-1"))
+            if trace_id is not None:  # no tracing here, but the caller's trace continues through us
+                scope["ultra.trace_id"] = trace_id
+                extra.append((b"x-ultra-trace-id", trace_id.encode()))
+            await self.app(scope, receive, self._sender(send, extra, None))
+            return
+        method = scope["method"]
+        route = route_template(scope["path"])
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+            "ultra.request_id": request_id,
+        }
+        if route is not None:
+            attributes["http.route"] = route
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers if k in _PROPAGATION}
+        with self.tracing.server_span(f"{method} {route}" if route else method, carrier, attributes) as span:
+            assert span is not None
+            trace_id = format(span.get_span_context().trace_id, "032x")
+            scope["ultra.trace_id"] = trace_id
+            extra.append((b"x-ultra-trace-id", trace_id.encode()))
+            await self.app(scope, receive, self._sender(send, extra, span))
 
-        async def send_with_id(message: Message) -> None:
+    @staticmethod
+    def _sender(send: Send, extra: list[tuple[bytes, bytes]], span: Any) -> Send:
+        async def sender(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), *extra]
+                if span is not None:
+                    status = message["status"]
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:  # a 4xx (including a 429) is the client's, not an error of this server
+                        fail(span, str(status), f"HTTP {status}")
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        return sender

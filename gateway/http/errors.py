@@ -43,6 +43,11 @@ def request_id_of(request: Request[Any, Any, Any]) -> str:
     return str(request.scope.get("ultra.request_id", ""))  # type: ignore[call-overload,unused-ignore]
 
 
+def trace_id_of(request: Request[Any, Any, Any]) -> str | None:
+    value = request.scope.get("ultra.trace_id")  # type: ignore[call-overload,unused-ignore]
+    return value if isinstance(value, str) else None
+
+
 def internal(request_id: str) -> InternalError:
     return InternalError(f"The gateway hit an internal error; request id {request_id}.")
 

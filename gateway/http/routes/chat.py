@@ -15,7 +15,7 @@ from litestar.response import Stream
 from gateway.core.errors import GatewayError, InvalidRequest
 from gateway.core.types import ChatRequest, Chunk, parse_chat_request
 from gateway.http.auth import principal_of, require_key
-from gateway.http.errors import error_event, internal, request_id_of
+from gateway.http.errors import error_event, internal, request_id_of, trace_id_of
 from gateway.service import Gateway, RequestContext
 
 __all__ = ["chat_completions"]
@@ -40,6 +40,7 @@ def _context(request: Request[Any, Any, Any]) -> RequestContext:
     principal = principal_of(request)
     return RequestContext(
         request_id=request_id_of(request),
+        trace_id=trace_id_of(request),
         key_name=None if principal.anonymous else principal.name,
         hints=hints,
         principal=principal,

@@ -1,0 +1,123 @@
+"""Tracing from the standard OTEL_* environment (reference/otel-genai.md §8), and nothing at all without it.
+
+Enabled when `OTEL_TRACES_EXPORTER` is `otlp` or `console`, or an OTLP endpoint variable is set, and
+`OTEL_SDK_DISABLED` is not `true`. Export is OTLP/HTTP protobuf (the exporter reads OTEL_EXPORTER_OTLP_* itself)
+through a BatchSpanProcessor, so spans never delay a response; `console` prints spans for local debugging.
+The sampler is the SDK's, from `OTEL_TRACES_SAMPLER` (default parent-based always-on).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+__all__ = ["Tracing", "trace_id_from_traceparent"]
+
+log = logging.getLogger("ultra_gateway")
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def trace_id_from_traceparent(value: str | None) -> str | None:
+    match = _TRACEPARENT.match(value or "")
+    if match is None or match.group(1) == "0" * 32:
+        return None
+    return match.group(1)
+
+
+def _wanted(env: Mapping[str, str]) -> str | None:
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return None
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").lower()
+    if exporter in ("console", "otlp"):
+        return exporter
+    if exporter == "none":
+        return None
+    if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        return "otlp"
+    return None
+
+
+class Tracing:
+    """The gateway's tracer, or None when tracing is off (then every helper here is a no-op)."""
+
+    def __init__(self, provider: TracerProvider | None, *, capture_content: bool = False) -> None:
+        self.provider = provider
+        self.tracer = provider.get_tracer("ultra_gateway") if provider is not None else None
+        self.capture_content = capture_content
+
+    @classmethod
+    def from_env(
+        cls, service_name: str, *, capture_content: bool = False, env: Mapping[str, str] | None = None
+    ) -> Tracing:
+        env = os.environ if env is None else env
+        kind = _wanted(env)
+        if kind is None:
+            return cls(None)
+        exporter: SpanExporter
+        if kind == "console":
+            exporter = ConsoleSpanExporter()
+        else:
+            protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            if protocol and protocol != "http/protobuf":
+                log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported; exporting OTLP/HTTP protobuf", protocol)
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()
+        return cls.with_processor(BatchSpanProcessor(exporter), service_name, capture_content=capture_content)
+
+    @classmethod
+    def with_processor(cls, processor: SpanProcessor, service_name: str, *, capture_content: bool = False) -> Tracing:
+        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name})
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(processor)
+        return cls(provider, capture_content=capture_content)
+
+    @property
+    def enabled(self) -> bool:
+        return self.tracer is not None
+
+    def shutdown(self) -> None:
+        if self.provider is not None:
+            self.provider.shutdown()  # flushes the last batch
+
+    @contextmanager
+    def server_span(self, name: str, headers: Mapping[str, str], attributes: dict[str, Any]) -> Iterator[Span | None]:
+        """The HTTP SERVER span, continuing an incoming W3C traceparent."""
+        if self.tracer is None:
+            yield None
+            return
+        with self.tracer.start_as_current_span(
+            name, context=extract(headers), kind=SpanKind.SERVER, attributes=attributes, record_exception=False
+        ) as span:
+            yield span
+
+    def start_span(self, name: str, attributes: dict[str, Any]) -> Span | None:
+        """An INTERNAL span under the current one; the caller ends it (it may outlive a `with` block)."""
+        if self.tracer is None:
+            return None
+        return self.tracer.start_span(name, attributes=attributes)
+
+
+def fail(span: Span, kind: str, description: str) -> None:
+    span.set_attribute("error.type", kind)
+    span.set_status(Status(StatusCode.ERROR, description))
+
+
+def use(span: Span | None) -> Any:
+    """Make `span` current for a block (nothing when tracing is off)."""
+    if span is None:
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return trace.use_span(span, end_on_exit=False)
