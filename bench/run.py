@@ -251,13 +251,14 @@ def main() -> int:
             redis_url = f"redis://127.0.0.1:{redis_port}/0"
         peers: dict[str, tuple[Proc, str, str]] = {}
 
-        def gateway(name: str, redis: str | None) -> None:
+        def gateway(name: str, redis: str | None, env: dict[str, str] | None = None) -> None:
             config = Path(tmp) / f"{name}.yaml"
             config.write_text(gateway_config(fast_port, slow_port, redis))
             port = free_port()
             proc = Proc(
                 [PY, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--log-level", "info"],
                 core=0,
+                env=env,
                 ready="Uvicorn running",
             )
             procs.append(proc)
@@ -274,7 +275,10 @@ def main() -> int:
         peers["floor"] = (floor, f"http://127.0.0.1:{port}/v1/chat/completions", "up/m")
         gateway("gateway", None)
         if redis_url:
-            gateway("gateway+redis", redis_url)
+            # Redis rate limit, Redis cache (every request a miss), and OTel spans exported over OTLP/HTTP (the
+            # raw upstream answers 200 to any POST, so it doubles as a collector that is never the bottleneck).
+            otel = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{fast_port}/v1/traces"}
+            gateway("gateway+redis+otel", redis_url, otel)
         direct = f"http://127.0.0.1:{fast_port}/v1/chat/completions"
         slow_direct = f"http://127.0.0.1:{slow_port}/v1/chat/completions"
         rows: dict[str, dict[str, list[float]]] = {name: {} for name in peers}
@@ -296,7 +300,7 @@ def main() -> int:
                 record(name, "added_p50_unloaded", unloaded["p50"] - base["p50"])
             direct_200 = open_loop(direct, "up/m", 200, seconds)
             slow_200 = open_loop(slow_direct, "slow/m", 200, seconds)
-            for name in ("gateway", "gateway+redis"):
+            for name in ("gateway", "gateway+redis+otel"):
                 if name not in peers:
                     continue
                 _, url, _ = peers[name]
@@ -311,10 +315,10 @@ def main() -> int:
             record("gateway", "stream_added_ttfe", stream_gateway["ttfe"] - stream_direct["ttfe"])
             record("gateway", "stream_added_total", stream_gateway["total"] - stream_direct["total"])
             record("gateway", "streams_per_s", stream_gateway["streams_per_s"])
-            if "gateway+redis" in peers:
-                _, url, _ = peers["gateway+redis"]
+            if "gateway+redis+otel" in peers:
+                _, url, _ = peers["gateway+redis+otel"]
                 hit = wrk(url, 1, seconds, "up/m", latency=True)  # the same request: a hit after the first
-                record("gateway+redis", "cache_hit_p50_ms", hit["p50"])
+                record("gateway+redis+otel", "cache_hit_p50_ms", hit["p50"])
         fanout = parallel_overhead(peers["gateway"][1]) if "gateway" in peers else None
         soak = soak_rss(peers["gateway"][0], peers["gateway"][1]) if args.soak else None
         floor_c16 = statistics.median(rows["floor"]["rps_cpu_c16"])
