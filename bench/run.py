@@ -388,7 +388,7 @@ def print_table(
         f"{cell('gateway', 'stream_added_ttfe')} ms, added total {cell('gateway', 'stream_added_total')} ms, "
         f"{cell('gateway', 'streams_per_s', '{:.0f}')} streams/s sequential."
     )
-    print(f"Cache hit on Redis, end to end, 1 connection: p50 {cell('gateway+redis', 'cache_hit_p50_ms')} ms.")
+    print(f"Cache hit on Redis, end to end, 1 connection: p50 {cell('gateway+redis+otel', 'cache_hit_p50_ms')} ms.")
     print(
         "ultra-parallel overhead beyond its slowest call: "
         + (f"{spread(fanout)} ms" if fanout else "n/a (ultra-parallel not available in this build)")

@@ -187,6 +187,7 @@ class StrategyContext:
         self.live.started(deployment.name)
         try:
             response = await deployment.provider.complete(request, model=deployment.model, options=self.options(role))
+            attempt.usage = response.usage
         except asyncio.CancelledError:
             attempt.status = "cancelled"
             raise
@@ -198,9 +199,9 @@ class StrategyContext:
             raise
         finally:
             attempt.latency_ms = (self.clock() - started) * 1000
-            self._finish(attempt, failure)
-        attempt.usage = response.usage
-        attempt.ttft_ms = attempt.latency_ms
+            if attempt.status == "ok":
+                attempt.ttft_ms = attempt.latency_ms  # a whole answer's first token is its last
+            self._finish(attempt, failure)  # recorded complete: stats and hooks see usage and timing
         return response
 
     @asynccontextmanager

@@ -273,3 +273,13 @@ def test_rng_is_injectable_for_deterministic_choices() -> None:
         return adaptive.choose(request("ultra-pick"), pool, ctx)[0]
 
     assert [pick(7) for _ in range(3)] == [pick(7)] * 3
+
+
+async def test_live_stats_learn_latency_and_ttft_from_whole_answers() -> None:
+    service = gateway()
+    await complete(service, "ultra-water")
+    fast = service.live.view.get("m/fast")
+    assert fast.calls == 1
+    assert fast.ttft_ms is not None
+    assert fast.ttft_ms > 0
+    assert service.live.view.get("m/fail").success < 1.0
