@@ -150,7 +150,18 @@ class StrategySettings(BaseModel):
 _REDIS_URL = r"^(redis|rediss|unix)://"
 
 
-class CacheSettings(_Strict):
+class _RedisBacked(_Strict):
+    """A section that may live on Redis: its `redis_url` is checked the same way everywhere."""
+
+    @field_validator("redis_url", check_fields=False)
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(_REDIS_URL, value):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
+class CacheSettings(_RedisBacked):
     """Exact-match response cache (SPEC §6)."""
 
     enabled: bool = Field(True, description="Cache completed answers.")
@@ -174,20 +185,13 @@ class CacheSettings(_Strict):
     lock_wait_s: float = Field(5.0, ge=0, description="redis: how long a request waits for another replica's answer.")
     key_prefix: str = Field("ugw", min_length=1, description="redis: prefix of every key.")
 
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(_REDIS_URL, value):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return value
-
 
 class LimitSettings(_Strict):
     rpm: int | None = Field(None, ge=1, description="Requests per minute.")
     tpm: int | None = Field(None, ge=1, description="Tokens per minute (prompt + completion).")
 
 
-class RateLimitSettings(_Strict):
+class RateLimitSettings(_RedisBacked):
     """Rate limits (SPEC §7). Per-key limits live on each key (`auth.keys[].rpm/tpm`)."""
 
     enabled: bool = True
@@ -209,13 +213,6 @@ class RateLimitSettings(_Strict):
     )
     timeout_s: float = Field(0.1, gt=0, le=10, description="redis: budget of one limiter round trip.")
     key_prefix: str = Field("ugw", min_length=1, description="redis: prefix of every key.")
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(_REDIS_URL, value):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return value
 
 
 class KeySettings(_Strict):
