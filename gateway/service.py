@@ -24,7 +24,7 @@ from gateway.auth import ANONYMOUS, Authenticator, Principal
 from gateway.backends import build_cache, build_limiter, cache_secret
 from gateway.cache.keys import CacheKey, make_key, scope_id
 from gateway.cache.responses import Lookup, ResponseCache
-from gateway.core.errors import GatewayError, InvalidRequest, ModelNotFound, UpstreamTimeout
+from gateway.core.errors import GatewayError, InvalidRequest, ModelNotFound, RateLimited, UpstreamTimeout
 from gateway.core.pool import ProviderPool
 from gateway.core.stats import LiveStats
 from gateway.core.stream import StreamAccumulator, ToolCallDeltaNormalizer, response_to_chunks, usage_chunk
@@ -32,9 +32,11 @@ from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, new_comp
 from gateway.ratelimit.limiter import RateLimiter, Ticket, key_rule
 from gateway.registry import build_pool
 from gateway.settings import BUILTIN_ALIASES, Settings
+from gateway.telemetry.instrumented import PROVIDER_NAMES
+from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import Tracing, fail, use
 from strategies import build_strategies
-from strategies.base import Strategy, StrategyContext, StrategyMeta
+from strategies.base import Attempt, Strategy, StrategyContext, StrategyMeta
 from strategies.direct import Direct
 
 __all__ = ["Gateway", "Outcome", "RequestContext", "StreamOutcome"]
@@ -105,6 +107,7 @@ class Gateway:
         for alias in BUILTIN_ALIASES:
             aliases.setdefault(alias, (alias.removeprefix("ultra-"), {}))
         self.strategies: dict[str, Strategy] = build_strategies(aliases)
+        self.metrics = Metrics()
         self.live = LiveStats()  # per-deployment latency, success and breakers, shared by every strategy
         self._direct: dict[str, Direct] = {}
         self.ready = False
@@ -183,6 +186,7 @@ class Gateway:
             rng=_RNG,
             hints=rc.hints,
             live=self.live,
+            on_attempt=self._record_attempt,
         )
 
     # --- shaping what the client sees ------------------------------------------------------------------
@@ -291,19 +295,56 @@ class Gateway:
         else:
             fail(span, type(exc).__qualname__, "internal error")
 
+    def _request_done(self, request: ChatRequest, meta: StrategyMeta, headers: dict[str, str], span: Any) -> None:
+        strategy = meta.chosen_strategy or meta.strategy
+        self.metrics.requests.inc((request.model, strategy, "200"))
+        self.metrics.cache.inc((headers.get("x-ultra-cache", "bypass"),))
+        self.metrics.cost.inc((request.model,), meta.cost_usd)
+        if span is not None:
+            self._span_done(span, meta, headers)
+            span.end()
+
+    def _request_failed(self, request: ChatRequest, exc: BaseException, span: Any) -> None:
+        status = (
+            str(exc.status)
+            if isinstance(exc, GatewayError)
+            else "cancelled"
+            if isinstance(exc, asyncio.CancelledError)
+            else "500"
+        )
+        name = request.model if request.model in self.strategies else "direct"
+        self.metrics.requests.inc((request.model, name, status))
+        if isinstance(exc, RateLimited):
+            self.metrics.rate_limited.inc((request.model,))
+        if span is not None:
+            self._span_failed(span, exc)
+            span.end()
+
+    def _record_attempt(self, attempt: Attempt) -> None:
+        """Every upstream call, as the GenAI metrics and the provider-error and breaker series."""
+        deployment = attempt.deployment
+        provider = deployment.provider
+        error = {"ok": "", "rejected": "", "cancelled": "cancelled"}.get(attempt.status)
+        if error is None:
+            error = attempt.error_type or "error"
+        labels = ("chat", PROVIDER_NAMES.get(provider.kind, provider.kind), deployment.model, provider.name)
+        self.metrics.duration.observe((*labels, error), attempt.latency_ms / 1000)
+        if attempt.usage is not None:
+            self.metrics.tokens.observe((*labels, "input"), attempt.usage.prompt_tokens)
+            self.metrics.tokens.observe((*labels, "output"), attempt.usage.completion_tokens)
+        if attempt.status == "error":
+            self.metrics.provider_errors.inc((deployment.name, attempt.error_type or "error"))
+        self.metrics.breaker.set((deployment.name,), 0.0 if self.live.breaker(deployment.name) == "closed" else 1.0)
+
     async def complete(self, request: ChatRequest, rc: RequestContext) -> Outcome:
         span = self._strategy_span(request)
-        if span is None:
-            return await self._complete(request, rc)
         try:
             with use(span):
                 outcome = await self._complete(request, rc)
         except BaseException as exc:
-            self._span_failed(span, exc)
-            span.end()
+            self._request_failed(request, exc, span)
             raise
-        self._span_done(span, outcome.meta, outcome.headers)
-        span.end()
+        self._request_done(request, outcome.meta, outcome.headers, span)
         return outcome
 
     @asynccontextmanager
@@ -311,17 +352,14 @@ class Gateway:
         """Entered before any byte is sent: failures while opening are ordinary HTTP errors."""
         span = self._strategy_span(request)
         async with AsyncExitStack() as stack:
-            if span is None:
-                yield await stack.enter_async_context(self._stream(request, rc))
-                return
-            stack.callback(span.end)
             try:
                 with use(span):  # the calls made while opening are its children
                     outcome = await stack.enter_async_context(self._stream(request, rc))
             except BaseException as exc:
-                self._span_failed(span, exc)
+                self._request_failed(request, exc, span)
                 raise
-            stack.callback(self._span_done, span, outcome.meta, outcome.headers)  # at the end of the stream
+            # recorded when the stream has ended, with the final account
+            stack.callback(self._request_done, request, outcome.meta, outcome.headers, span)
             yield outcome
 
     async def _complete(self, request: ChatRequest, rc: RequestContext) -> Outcome:

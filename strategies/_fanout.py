@@ -15,12 +15,41 @@ from typing import Any
 
 from gateway.core.errors import AllProvidersFailed, UpstreamBadRequest, UpstreamError
 from gateway.core.pool import Deployment
-from gateway.core.types import ChatRequest, ChatResponse
+from gateway.core.types import ChatRequest, ChatResponse, Chunk
 from strategies.base import RecordedStream, Role, StrategyContext
 
-__all__ = ["gather_all", "race", "race_stream"]
+__all__ = ["Prefixed", "gather_all", "has_content", "race", "race_stream", "until_content"]
 
 Accept = Callable[[ChatResponse], str | None]
+
+
+def has_content(chunk: Chunk) -> bool:
+    return any(
+        (c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls")
+        for c in chunk.get("choices") or ()
+    )
+
+
+async def until_content(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    """Chunks up to and including the first one with content or a tool call (or all of them, if none has)."""
+    async for chunk in chunks:
+        yield chunk
+        if has_content(chunk):
+            return
+
+
+class Prefixed:
+    """The held-back chunks, then the rest of the stream."""
+
+    def __init__(self, held: list[Chunk], rest: AsyncIterator[Chunk]) -> None:
+        self._held = held
+        self._rest = rest
+
+    async def __aiter__(self) -> AsyncIterator[Chunk]:
+        for chunk in self._held:
+            yield chunk
+        async for chunk in self._rest:
+            yield chunk
 
 
 async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -129,22 +158,35 @@ async def race_stream(
     width: int,
     role: Role = "attempt",
     hedge_after_s: float | None = None,
-) -> AsyncIterator[RecordedStream]:
-    """Open streams on the first `width` deployments (plus hedges); the first to produce its first chunk wins;
+) -> AsyncIterator[Prefixed]:
+    """Open streams on the first `width` deployments (plus hedges); the first to produce its first token wins;
     the others are cancelled (their upstream responses closed) before the winner is handed out."""
     queue = list(ranked)
-    running: dict[asyncio.Task[tuple[AbstractAsyncContextManager[RecordedStream], RecordedStream]], Deployment] = {}
+    running: dict[asyncio.Task[tuple[AbstractAsyncContextManager[RecordedStream], Prefixed]], Deployment] = {}
     errors: list[UpstreamError] = []
 
-    async def open_one(d: Deployment) -> tuple[AbstractAsyncContextManager[RecordedStream], RecordedStream]:
+    async def open_one(d: Deployment) -> tuple[AbstractAsyncContextManager[RecordedStream], Prefixed]:
+        """Opened and past its first token (content or a tool call): the role chunk alone does not win."""
         manager = ctx.open_stream(d, request, role)
-        return manager, await manager.__aenter__()
+        opened = await manager.__aenter__()
+        try:
+            chunks = opened.__aiter__()
+            held = [chunk async for chunk in until_content(chunks)]
+        except BaseException as exc:
+            if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+            raise
+        if not has_content(held[-1] if held else {}):
+            await manager.__aexit__(None, None, None)
+            opened.attempt.status, opened.attempt.note = "rejected", "empty answer"
+            raise UpstreamError("answer rejected: empty answer", deployment=d.name)
+        return manager, Prefixed(held, chunks)
 
     def launch() -> None:
         deployment = queue.pop(0)
         running[asyncio.create_task(open_one(deployment))] = deployment
 
-    winner: tuple[AbstractAsyncContextManager[RecordedStream], RecordedStream] | None = None
+    winner: tuple[AbstractAsyncContextManager[RecordedStream], Prefixed] | None = None
     try:
         for _ in range(min(max(1, width), len(queue))):
             launch()

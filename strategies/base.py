@@ -52,6 +52,7 @@ class Attempt:
     ttft_ms: float | None = None
     usage: Usage | None = None
     error: str | None = None
+    error_type: str | None = None
     note: str | None = None
 
     @property
@@ -194,6 +195,7 @@ class StrategyContext:
         except GatewayError as exc:
             failure = exc
             attempt.status, attempt.error = "error", exc.message
+            attempt.error_type = exc.kind if isinstance(exc, UpstreamError) else type(exc).__name__
             if isinstance(exc, UpstreamError):
                 exc.deployment = exc.deployment or deployment.name
             raise
@@ -235,6 +237,7 @@ class StrategyContext:
         except GatewayError as exc:
             failure.append(exc)
             attempt.status, attempt.error = "error", exc.message
+            attempt.error_type = exc.kind if isinstance(exc, UpstreamError) else type(exc).__name__
             if isinstance(exc, UpstreamError):
                 exc.deployment = exc.deployment or deployment.name
             raise

@@ -12,12 +12,13 @@ from pydantic import Field
 
 from gateway.core.errors import AllProvidersFailed, UpstreamBadRequest, UpstreamError
 from gateway.core.pool import Deployment, ProviderPool
-from gateway.core.types import ChatRequest, ChatResponse, Chunk
+from gateway.core.types import ChatRequest, ChatResponse
 from strategies._accept import rejection
 from strategies._common import Options, ReplayStream, candidates_of, resolve
+from strategies._fanout import Prefixed, has_content, until_content
 from strategies._ranking import by_cost, by_quality
 from strategies.base import StrategyContext, StrategyResult, StrategyStream
-from strategies.direct import run_chain
+from strategies.direct import ChainStream, run_chain
 
 __all__ = ["Cost", "CostOptions", "Waterfall", "WaterfallOptions"]
 
@@ -51,7 +52,7 @@ class Waterfall:
             try:
                 opened = await attempt.enter_async_context(ctx.open_stream(deployment, request))
                 chunks = opened.__aiter__()
-                held = [chunk async for chunk in _until_content(chunks)]
+                held = [chunk async for chunk in until_content(chunks)]
             except UpstreamBadRequest:
                 await attempt.aclose()
                 raise
@@ -59,46 +60,16 @@ class Waterfall:
                 await attempt.aclose()
                 errors.append(exc)
                 continue
-            if not _has_content(held[-1] if held else {}):
+            if not has_content(held[-1] if held else {}):
                 await attempt.aclose()
                 opened.attempt.status, opened.attempt.note = "rejected", "empty answer"
                 errors.append(UpstreamError("answer rejected: empty answer", deployment=deployment.name))
                 continue
             ctx.meta.served_by.append(deployment)
             async with attempt:
-                yield _Prefixed(held, chunks, ctx)
+                yield ChainStream(Prefixed(held, chunks), ctx.meta)
             return
         raise AllProvidersFailed(errors)
-
-
-def _has_content(chunk: Chunk) -> bool:
-    return any(
-        (c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls")
-        for c in chunk.get("choices") or ()
-    )
-
-
-async def _until_content(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
-    """Chunks up to and including the first one with content or a tool call (or all of them, if none has)."""
-    async for chunk in chunks:
-        yield chunk
-        if _has_content(chunk):
-            return
-
-
-class _Prefixed:
-    """The held-back chunks, then the rest of the stream."""
-
-    def __init__(self, held: list[Chunk], rest: AsyncIterator[Chunk], ctx: StrategyContext) -> None:
-        self._held = held
-        self._rest = rest
-        self.meta = ctx.meta
-
-    async def __aiter__(self) -> AsyncIterator[Chunk]:
-        for chunk in self._held:
-            yield chunk
-        async for chunk in self._rest:
-            yield chunk
 
 
 class CostOptions(Options):

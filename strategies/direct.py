@@ -8,7 +8,7 @@ first chunk has been received (and so before anything reached the client).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from gateway.core.errors import AllProvidersFailed, UpstreamBadRequest, UpstreamError
@@ -73,9 +73,9 @@ async def open_first(
 
 
 class ChainStream:
-    """A StrategyStream over one opened provider stream."""
+    """A StrategyStream over one opened provider stream (or any chunks) and the request's metadata."""
 
-    def __init__(self, opened: RecordedStream, meta: StrategyMeta) -> None:
+    def __init__(self, opened: AsyncIterable[Chunk], meta: StrategyMeta) -> None:
         self._opened = opened
         self.meta = meta
 

@@ -14,7 +14,7 @@ from litestar import Litestar
 from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.routes.chat import chat_completions
-from gateway.http.routes.health import live, ready
+from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.models import list_models, retrieve_model
 from gateway.service import Gateway
 from gateway.settings import Settings, load_settings
@@ -34,7 +34,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
             await service.aclose()
 
     app = Litestar(
-        route_handlers=[chat_completions, list_models, retrieve_model, live, ready],
+        route_handlers=[chat_completions, list_models, retrieve_model, live, ready, metrics],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=None,

@@ -5,10 +5,14 @@ incoming `traceparent`, and returns the trace id in `x-ultra-trace-id`."""
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+import orjson
 
 from gateway.telemetry.tracing import Tracing, fail, trace_id_from_traceparent
 
@@ -23,6 +27,29 @@ __all__ = ["RequestIdEdge", "route_template"]
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9_.:-]{1,128}$")
 _ROUTES = ("/v1/chat/completions", "/v1/models", "/health/live", "/health/ready", "/metrics")
 _PROPAGATION = (b"traceparent", b"tracestate", b"baggage")
+access_log = logging.getLogger("ultra_gateway.access")
+
+
+def _access_line(scope: Scope, status: int, started: float) -> str:
+    """One JSON line: who (the key's name, never the key), what, how it went, what it cost."""
+    info = scope.get("ultra.log") or {}
+    meta = info.get("meta")
+    line: dict[str, Any] = {
+        "request_id": scope.get("ultra.request_id"),
+        "trace_id": scope.get("ultra.trace_id"),
+        "method": scope["method"],
+        "route": route_template(scope["path"]),
+        "status": status,
+        "latency_ms": round((time.monotonic() - started) * 1000, 2),
+        "key": info.get("key"),
+        "model": info.get("model"),
+    }
+    if meta is not None:
+        line["strategy"] = meta.chosen_strategy or meta.strategy
+        line["providers"] = meta.providers
+        line["tokens"] = meta.usage.total_tokens
+        line["cost_usd"] = round(meta.cost_usd, 10)
+    return orjson.dumps(line).decode()
 
 
 def route_template(path: str) -> str | None:
@@ -45,6 +72,16 @@ class RequestIdEdge:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.monotonic()
+        status = [500]
+        try:
+            await self._handle(scope, receive, send, status)
+        finally:
+            # After the response has gone out: the line never delays it (the handler is a queue, see cli.py).
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(_access_line(scope, status[0], started))
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, status: list[int]) -> None:
         headers = scope["headers"]
         given = next((v for k, v in headers if k == b"x-request-id"), None)
         request_id = given.decode() if given is not None and _CLIENT_ID.match(given) else f"req_{uuid.uuid4().hex}"
@@ -56,7 +93,7 @@ class RequestIdEdge:
             if trace_id is not None:  # no tracing here, but the caller's trace continues through us
                 scope["ultra.trace_id"] = trace_id
                 extra.append((b"x-ultra-trace-id", trace_id.encode()))
-            await self.app(scope, receive, self._sender(send, extra, None))
+            await self.app(scope, receive, self._sender(send, extra, None, status))
             return
         method = scope["method"]
         route = route_template(scope["path"])
@@ -74,18 +111,18 @@ class RequestIdEdge:
             trace_id = format(span.get_span_context().trace_id, "032x")
             scope["ultra.trace_id"] = trace_id
             extra.append((b"x-ultra-trace-id", trace_id.encode()))
-            await self.app(scope, receive, self._sender(send, extra, span))
+            await self.app(scope, receive, self._sender(send, extra, span, status))
 
     @staticmethod
-    def _sender(send: Send, extra: list[tuple[bytes, bytes]], span: Any) -> Send:
+    def _sender(send: Send, extra: list[tuple[bytes, bytes]], span: Any, status: list[int]) -> Send:
         async def sender(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *extra]
+                code = status[0] = message["status"]
                 if span is not None:
-                    status = message["status"]
-                    span.set_attribute("http.response.status_code", status)
-                    if status >= 500:  # a 4xx (including a 429) is the client's, not an error of this server
-                        fail(span, str(status), f"HTTP {status}")
+                    span.set_attribute("http.response.status_code", code)
+                    if code >= 500:  # a 4xx (including a 429) is the client's, not an error of this server
+                        fail(span, str(code), f"HTTP {code}")
             await send(message)
 
         return sender

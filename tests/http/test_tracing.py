@@ -4,6 +4,9 @@ names, one span per stream (not per chunk), and no secret or prompt text anywher
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -187,3 +190,48 @@ async def test_without_tracing_the_callers_trace_id_is_still_returned(fake: Fake
         traced = await chat(test_client, "m/a", headers={"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"})
         assert traced.headers["x-ultra-trace-id"] == TRACE_ID
         assert traced.json()["ultra"]["trace_id"] == TRACE_ID
+
+
+SAMPLE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*",?)*\})? -?[0-9.e+-]+(Inf)?$')
+
+
+async def test_metrics_are_prometheus_text_with_alias_labels(client: AsyncTestClient[Any]) -> None:
+    await chat(client, "ultra-moa")
+    await chat(client, "up/status-503")
+    await chat(client, "nope/none")
+    response = await client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = response.text
+    for line in text.splitlines():
+        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or SAMPLE.match(line), line
+    assert 'ultra_requests_total{model="ultra-moa",strategy="ultra-moa",status="200"} 1' in text
+    assert 'ultra_requests_total{model="nope/none",strategy="direct",status="404"} 1' in text
+    assert 'gen_ai_client_operation_duration_seconds_bucket{gen_ai_operation_name="chat"' in text
+    assert 'gen_ai_token_type="output"' in text
+    assert 'ultra_provider_errors_total{deployment="up/status-503",error_type="http_503"} 1' in text
+    assert 'ultra_cache_lookups_total{result="bypass"}' in text
+    assert SECRET not in text
+    assert PROMPT not in text
+
+
+async def test_one_json_access_line_per_request_without_secrets(
+    client: AsyncTestClient[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="ultra_gateway.access"):
+        await chat(client, "ultra-moa", headers={"x-request-id": "req-log-1"})
+        await chat(client, "up/echo", stream=True)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ultra_gateway.access"]
+    assert len(lines) == 2
+    first, streamed = lines
+    assert first["request_id"] == "req-log-1"
+    assert first["trace_id"]
+    assert (first["model"], first["strategy"], first["status"], first["route"]) == (
+        "ultra-moa",
+        "ultra-moa",
+        200,
+        "/v1/chat/completions",
+    )
+    assert first["providers"] == ["m/a", "m/b", "m/lead"]
+    assert first["tokens"] > 0
+    assert streamed["tokens"] == 10  # the stream's final account, written after it ended
+    assert all(SECRET not in r.getMessage() and PROMPT not in r.getMessage() for r in caplog.records)

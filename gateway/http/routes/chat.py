@@ -54,8 +54,11 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     gateway: Gateway = state.gateway
     chat = await _read_request(request)
     rc = _context(request)
+    log: dict[str, Any] = {"model": chat.model, "key": rc.key_name}
+    request.scope["ultra.log"] = log  # type: ignore[typeddict-unknown-key]  # read by the access log in the edge
     if not chat.stream:
         outcome = await gateway.complete(chat, rc)
+        log["meta"] = outcome.meta
         return Response(orjson.dumps(outcome.body), media_type="application/json", headers=outcome.headers)
     # Open the strategy's stream before answering: a failure to start is an ordinary HTTP error with its status.
     stack = AsyncExitStack()
@@ -64,6 +67,7 @@ async def chat_completions(request: Request[Any, Any, Any], state: State) -> Res
     except BaseException:
         await stack.aclose()
         raise
+    log["meta"] = outcome_stream.meta  # complete by the time the line is written, after the stream
     return Stream(
         _sse(outcome_stream.chunks, stack, rc.request_id),
         media_type="text/event-stream",

@@ -9,7 +9,7 @@ from litestar.datastructures import State
 
 from gateway.service import Gateway
 
-__all__ = ["live", "ready"]
+__all__ = ["live", "metrics", "ready"]
 
 
 @get("/health/live", sync_to_thread=False)
@@ -23,3 +23,10 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     gateway: Gateway = state.gateway
     ok, checks = await gateway.readiness()
     return Response({"status": "ready" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+
+@get("/metrics", sync_to_thread=False)
+def metrics(state: State) -> Response[str]:
+    """Prometheus text exposition of the gateway's metrics (SPEC §9)."""
+    gateway: Gateway = state.gateway
+    return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
