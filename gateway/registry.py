@@ -82,7 +82,9 @@ def build_pool(settings: Settings, *, tracer: Tracer | None = None) -> ProviderP
     for config in settings.providers:
         adapter = build_provider(config)
         if tracer is not None:
-            adapter = InstrumentedProvider(adapter, tracer, base_url=config.base_url)
+            adapter = InstrumentedProvider(
+                adapter, tracer, base_url=config.base_url, capture_content=settings.telemetry.capture_content
+            )
         provider: Provider = RetryingProvider(adapter, max_retries=config.max_retries, total_s=config.timeout.total_s)
         for model in config.models:
             deployments.append(

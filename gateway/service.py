@@ -95,11 +95,7 @@ class Gateway:
 
     def __init__(self, settings: Settings, *, pool: ProviderPool | None = None, tracing: Tracing | None = None) -> None:
         self.settings = settings
-        self.tracing = (
-            tracing
-            if tracing is not None
-            else Tracing.from_env(settings.telemetry.service_name, capture_content=settings.telemetry.capture_content)
-        )
+        self.tracing = tracing if tracing is not None else Tracing.from_env(settings.telemetry.service_name)
         self.pool = pool if pool is not None else build_pool(settings, tracer=self.tracing.tracer)
         aliases: dict[str, tuple[str, dict[str, Any]]] = {
             alias: (s.kind, s.model_extra or {}) for alias, s in settings.strategies.items()

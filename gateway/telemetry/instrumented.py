@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from opentelemetry.trace import SpanKind, Tracer
 
 from gateway.core.errors import GatewayError, UpstreamError
@@ -35,8 +36,11 @@ def _usage(span: Any, usage: Usage | None) -> None:
 
 
 class InstrumentedProvider:
-    def __init__(self, inner: Provider, tracer: Tracer, *, base_url: str | None = None) -> None:
+    def __init__(
+        self, inner: Provider, tracer: Tracer, *, base_url: str | None = None, capture_content: bool = False
+    ) -> None:
         self.inner = inner
+        self.capture_content = capture_content
         self.name = inner.name
         self.kind = inner.kind
         self.capabilities = inner.capabilities
@@ -69,6 +73,8 @@ class InstrumentedProvider:
             attributes["gen_ai.request.max_tokens"] = max_tokens
         if (body.get("n") or 1) != 1:
             attributes["gen_ai.request.choice.count"] = body["n"]
+        if self.capture_content:  # opt-in only (telemetry.capture_content): prompts may hold personal data
+            attributes["gen_ai.input.messages"] = orjson.dumps(request.messages).decode()
         return attributes
 
     @staticmethod
@@ -102,6 +108,9 @@ class InstrumentedProvider:
                 span.set_attribute("gen_ai.response.model", str(data["model"]))
             span.set_attribute("gen_ai.response.finish_reasons", response.finish_reasons)
             _usage(span, response.usage)
+            if self.capture_content:
+                messages = [c.get("message") for c in response.choices]
+                span.set_attribute("gen_ai.output.messages", orjson.dumps(messages).decode())
             return response
 
     @asynccontextmanager

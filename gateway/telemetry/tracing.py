@@ -51,15 +51,12 @@ def _wanted(env: Mapping[str, str]) -> str | None:
 class Tracing:
     """The gateway's tracer, or None when tracing is off (then every helper here is a no-op)."""
 
-    def __init__(self, provider: TracerProvider | None, *, capture_content: bool = False) -> None:
+    def __init__(self, provider: TracerProvider | None) -> None:
         self.provider = provider
         self.tracer = provider.get_tracer("ultra_gateway") if provider is not None else None
-        self.capture_content = capture_content
 
     @classmethod
-    def from_env(
-        cls, service_name: str, *, capture_content: bool = False, env: Mapping[str, str] | None = None
-    ) -> Tracing:
+    def from_env(cls, service_name: str, *, env: Mapping[str, str] | None = None) -> Tracing:
         env = os.environ if env is None else env
         kind = _wanted(env)
         if kind is None:
@@ -74,14 +71,14 @@ class Tracing:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             exporter = OTLPSpanExporter()
-        return cls.with_processor(BatchSpanProcessor(exporter), service_name, capture_content=capture_content)
+        return cls.with_processor(BatchSpanProcessor(exporter), service_name)
 
     @classmethod
-    def with_processor(cls, processor: SpanProcessor, service_name: str, *, capture_content: bool = False) -> Tracing:
+    def with_processor(cls, processor: SpanProcessor, service_name: str) -> Tracing:
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name})
         provider = TracerProvider(resource=resource)
         provider.add_span_processor(processor)
-        return cls(provider, capture_content=capture_content)
+        return cls(provider)
 
     @property
     def enabled(self) -> bool:

@@ -235,3 +235,17 @@ async def test_one_json_access_line_per_request_without_secrets(
     assert first["tokens"] > 0
     assert streamed["tokens"] == 10  # the stream's final account, written after it ended
     assert all(SECRET not in r.getMessage() and PROMPT not in r.getMessage() for r in caplog.records)
+
+
+async def test_content_is_captured_only_when_the_config_opts_in(exporter: InMemorySpanExporter) -> None:
+    settings = parse_settings(
+        "providers: [{name: m, kind: mock, models: [{id: a, reply: 'a: {prompt}'}]}]\n"
+        "cache: {enabled: false}\ntelemetry: {capture_content: true}\n"
+    )
+    tracing = Tracing.with_processor(SimpleSpanProcessor(exporter), "t")
+    app = create_app(settings, gateway=Gateway(settings, tracing=tracing))
+    async with AsyncTestClient(app=app) as test_client:  # type: ignore[arg-type]
+        await chat(test_client, "m/a")
+    [call] = by_name(exporter.get_finished_spans(), "chat a")
+    assert PROMPT in str(call.attributes["gen_ai.input.messages"])
+    assert f"a: {PROMPT}" in str(call.attributes["gen_ai.output.messages"])
