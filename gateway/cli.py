@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import logging.handlers
 import os
-import queue
 import sys
 from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.settings import ConfigError, Settings, load_settings
+from gateway.telemetry.access import start_access_log
 
 __all__ = ["main"]
 
@@ -55,7 +54,6 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.http.app import create_app
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    listener = _access_log_to_stderr()
     server = settings.server
     host = args.host or server.host
     port = server.port if args.port is None else args.port
@@ -77,23 +75,9 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ["ULTRA_CONFIG"] = os.path.abspath(args.config)
         uvicorn.run("gateway.http.app:app_from_env", factory=True, workers=workers, **common)
     else:
+        start_access_log()
         uvicorn.run(create_app(settings), **common)
-    listener.stop()  # flushes what is queued
     return 0
-
-
-def _access_log_to_stderr() -> logging.handlers.QueueListener:
-    """JSON access lines go through a queue to a thread that writes them, so a request never waits on I/O."""
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    access = logging.getLogger("ultra_gateway.access")
-    access.addHandler(logging.handlers.QueueHandler(records))
-    access.setLevel(logging.INFO)
-    access.propagate = False
-    listener = logging.handlers.QueueListener(records, handler)
-    listener.start()
-    return listener
 
 
 def _check(args: argparse.Namespace) -> int:

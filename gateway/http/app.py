@@ -18,6 +18,7 @@ from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.models import list_models, retrieve_model
 from gateway.service import Gateway
 from gateway.settings import Settings, load_settings
+from gateway.telemetry.access import start_access_log
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -48,4 +49,5 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
 
 def app_from_env() -> RequestIdEdge:
     """uvicorn factory for `--workers N`: every worker loads the same (already validated) config."""
+    start_access_log()
     return create_app(load_settings())
