@@ -261,10 +261,13 @@ class Gateway:
 
     # --- tracing: the strategy span around the pipeline (nothing at all when tracing is off) --------------
 
+    def _strategy_name(self, model: str) -> str:
+        return model if model in self.strategies else "direct"
+
     def _strategy_span(self, request: ChatRequest) -> Any:
         if not self.tracing.enabled:
             return None
-        name = request.model if request.model in self.strategies else "direct"
+        name = self._strategy_name(request.model)
         return self.tracing.start_span(
             f"ultra.strategy {name}",
             {"ultra.strategy": name, "ultra.model": request.model, "ultra.stream": request.stream},
@@ -301,14 +304,11 @@ class Gateway:
             span.end()
 
     def _request_failed(self, request: ChatRequest, exc: BaseException, span: Any) -> None:
-        status = (
-            str(exc.status)
-            if isinstance(exc, GatewayError)
-            else "cancelled"
-            if isinstance(exc, asyncio.CancelledError)
-            else "500"
-        )
-        name = request.model if request.model in self.strategies else "direct"
+        if isinstance(exc, GatewayError):
+            status = str(exc.status)
+        else:
+            status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "500"
+        name = self._strategy_name(request.model)
         self.metrics.requests.inc((request.model, name, status))
         if isinstance(exc, RateLimited):
             self.metrics.rate_limited.inc((request.model,))
