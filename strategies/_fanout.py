@@ -9,7 +9,7 @@ No TaskGroup or timeout scope is held across a `yield`, because a stream may be 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -50,6 +50,21 @@ class Prefixed:
             yield chunk
         async for chunk in self._rest:
             yield chunk
+
+
+async def _wait_or_hedge(
+    ctx: StrategyContext,
+    running: Iterable[asyncio.Task[Any]],
+    hedge_after_s: float | None,
+    launch: Callable[[], None] | None,
+) -> set[asyncio.Task[Any]]:
+    """The tasks that finished first; if none within the hedge delay, start the next deployment (a hedge) and
+    return nothing, so the caller waits again."""
+    done, _ = await asyncio.wait(running, timeout=hedge_after_s, return_when=asyncio.FIRST_COMPLETED)
+    if not done and launch is not None:
+        launch()
+        ctx.meta.extra["hedged"] = ctx.meta.extra.get("hedged", 0) + 1
+    return done
 
 
 async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
@@ -112,12 +127,7 @@ async def race(
         for _ in range(min(max(1, width), len(queue))):
             launch()
         while running:
-            done, _ = await asyncio.wait(running, timeout=hedge_after_s, return_when=asyncio.FIRST_COMPLETED)
-            if not done:  # nobody answered within the hedge delay
-                if queue:
-                    launch()
-                    ctx.meta.extra["hedged"] = ctx.meta.extra.get("hedged", 0) + 1
-                continue
+            done = await _wait_or_hedge(ctx, running, hedge_after_s, launch if queue else None)
             for task in done:
                 deployment = running.pop(task)
                 error = task.exception()
@@ -191,12 +201,7 @@ async def race_stream(
         for _ in range(min(max(1, width), len(queue))):
             launch()
         while running and winner is None:
-            done, _ = await asyncio.wait(running, timeout=hedge_after_s, return_when=asyncio.FIRST_COMPLETED)
-            if not done:
-                if queue:
-                    launch()
-                    ctx.meta.extra["hedged"] = ctx.meta.extra.get("hedged", 0) + 1
-                continue
+            done = await _wait_or_hedge(ctx, running, hedge_after_s, launch if queue else None)
             for task in done:
                 deployment = running.pop(task)
                 error = task.exception()
