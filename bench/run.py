@@ -194,6 +194,23 @@ def streams(url: str, model: str, count: int) -> dict[str, float]:
     return asyncio.run(_streams(url, model, count))
 
 
+def start_redis(procs: list[Proc]) -> str:
+    """A throwaway redis-server (no persistence) on the load core; its URL."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"]
+    procs.append(Proc(command, core=1, ready="Ready to accept"))
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def start_gateway(procs: list[Proc], config: Path, env: dict[str, str] | None = None) -> tuple[Proc, str]:
+    """The gateway on the peer core, as `ultra-gateway serve` runs it; the process and its chat URL."""
+    port = free_port()
+    command = [PY, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--log-level", "info"]
+    proc = Proc(command, core=0, env=env, ready="Uvicorn running")
+    procs.append(proc)
+    return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
+
+
 def gateway_config(fast: int, slow: int, redis_url: str | None) -> str:
     extra = "cache: {enabled: false}\nrate_limits: {enabled: false}\n"
     if redis_url:
@@ -238,31 +255,14 @@ def main() -> int:
     with started(procs), tempfile.TemporaryDirectory() as tmp:
         procs.append(Proc([PY, "bench/upstream.py", str(fast_port)], core=1, ready="listening"))
         procs.append(Proc([PY, "bench/upstream.py", str(slow_port), "50"], core=1, ready="listening"))
-        redis_url = None
-        if shutil.which("redis-server"):
-            redis_port = free_port()
-            procs.append(
-                Proc(
-                    ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
-                    core=1,
-                    ready="Ready to accept",
-                )
-            )
-            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        redis_url = start_redis(procs) if shutil.which("redis-server") else None
         peers: dict[str, tuple[Proc, str, str]] = {}
 
         def gateway(name: str, redis: str | None, env: dict[str, str] | None = None) -> None:
             config = Path(tmp) / f"{name}.yaml"
             config.write_text(gateway_config(fast_port, slow_port, redis))
-            port = free_port()
-            proc = Proc(
-                [PY, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--log-level", "info"],
-                core=0,
-                env=env,
-                ready="Uvicorn running",
-            )
-            procs.append(proc)
-            peers[name] = (proc, f"http://127.0.0.1:{port}/v1/chat/completions", "up/m")
+            proc, url = start_gateway(procs, config, env)
+            peers[name] = (proc, url, "up/m")
 
         port = free_port()
         floor = Proc(

@@ -1,0 +1,99 @@
+"""Where the gateway's CPU goes under load: py-spy samples the gateway while wrk drives it, then the stacks are
+summed per function (self time and inclusive time) and printed as two tables.
+
+    python bench/profile.py [--redis-otel] [--seconds 10] [--rate 250] [--out stacks.txt]
+
+Starts (and stops, by PID) the raw upstream, the gateway pinned to core 0 and, with --redis-otel, a
+redis-server and OTLP export, exactly as `bench/run.py` does. Needs `wrk` (Debian) and `py-spy` (PyPI); py-spy
+needs permission to read the gateway's memory (root, or ptrace allowed). Not a test: CI does not run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.run import PY, Proc, free_port, gateway_config, start_gateway, start_redis, started, wrk
+
+
+def summarise(stacks: Path, top: int) -> str:
+    """py-spy's raw (collapsed) output → the functions with the most self and inclusive samples, in the event
+    loop's thread (the one that serves requests)."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in stacks.read_text().splitlines():
+        frames, _, count = line.rpartition(" ")
+        if not frames or frames.startswith("Thread._bootstrap"):
+            continue  # helper threads (the access-log writer, span export) block most of the time
+        n = int(count)
+        total += n
+        names = [_short(frame) for frame in frames.split(";")]
+        own[names[-1]] += n
+        for name in set(names):
+            inclusive[name] += n
+    out = [f"{total} samples\n", "| self % | function |", "|---|---|"]
+    out += [f"| {100 * n / total:.1f} | {name} |" for name, n in own.most_common(top)]
+    out += ["", "| inclusive % | function |", "|---|---|"]
+    out += [f"| {100 * n / total:.1f} | {name} |" for name, n in inclusive.most_common(top)]
+    return "\n".join(out)
+
+
+def _short(frame: str) -> str:
+    """`handle (litestar/routes/http.py:80)` → `handle (litestar/routes/http.py)`: lines merged per function."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{name} ({path})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--redis-otel", action="store_true", help="Redis limit + Redis cache miss + OTLP export")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--out", type=Path, help="also keep the collapsed stacks here (for flamegraph tools)")
+    args = parser.parse_args()
+    for tool in ("wrk", "py-spy"):
+        if not shutil.which(tool) and not Path(PY).with_name(tool).exists():
+            print(f"{tool} is missing", file=sys.stderr)
+            return 2
+    spy = shutil.which("py-spy") or str(Path(PY).with_name("py-spy"))
+    procs: list[Proc] = []
+    with started(procs), tempfile.TemporaryDirectory() as tmp:
+        fast = free_port()
+        procs.append(Proc([PY, "bench/upstream.py", str(fast)], core=1, ready="listening"))
+        redis_url, env = None, {}
+        if args.redis_otel:
+            redis_url = start_redis(procs)
+            env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{fast}/v1/traces"}
+        config = Path(tmp) / "gateway.yaml"
+        config.write_text(gateway_config(fast, fast, redis_url))
+        gateway, url = start_gateway(procs, config, env)
+        wrk(url, args.connections, 1, "up/m", unique=True)  # warm up
+        stacks = Path(args.out or Path(tmp) / "stacks.txt")
+        record = ["record", "-p", str(gateway.pid), "-d", str(args.seconds + 1), "-r", "400", "-f", "raw"]
+        spy_proc = subprocess.Popen(
+            [spy, *record, "-o", str(stacks)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            result = wrk(url, args.connections, args.seconds, "up/m", unique=True)
+        finally:
+            spy_proc.wait(timeout=args.seconds + 30)
+        print(f"wrk c={args.connections}: {result['rps']:.0f} req/s while sampled\n")
+        print(summarise(stacks, args.top))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
