@@ -8,8 +8,8 @@ accessors. This keeps the hot path to one parse and one serialization.
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -49,8 +49,15 @@ def split_data_url(url: str) -> tuple[str, str] | None:
     return mime, data
 
 
+_IDS = random.Random()  # ids must be unique, not secret: no urandom system call per request
+
+
+def random_hex(chars: int) -> str:
+    return f"{_IDS.getrandbits(chars * 4):0{chars}x}"
+
+
 def new_completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    return f"chatcmpl-{random_hex(24)}"
 
 
 @dataclass(slots=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
+from gateway.core.types import random_hex
 from gateway.telemetry.tracing import Tracing, fail, trace_id_from_traceparent
 
 Scope = MutableMapping[str, Any]
@@ -84,7 +84,7 @@ class RequestIdEdge:
     async def _handle(self, scope: Scope, receive: Receive, send: Send, status: list[int]) -> None:
         headers = scope["headers"]
         given = next((v for k, v in headers if k == b"x-request-id"), None)
-        request_id = given.decode() if given is not None and _CLIENT_ID.match(given) else f"req_{uuid.uuid4().hex}"
+        request_id = given.decode() if given is not None and _CLIENT_ID.match(given) else f"req_{random_hex(32)}"
         scope["ultra.request_id"] = request_id
         extra = [(b"x-request-id", request_id.encode())]
         if not self.tracing.enabled:

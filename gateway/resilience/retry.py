@@ -10,9 +10,10 @@ earlier of the request's and `now + total_s`.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
@@ -21,6 +22,8 @@ from gateway.core.provider import CallOptions, ChunkStream, Provider
 from gateway.core.types import ChatRequest, ChatResponse
 
 __all__ = ["RetryingProvider"]
+
+T = TypeVar("T")
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -70,23 +73,32 @@ class RetryingProvider:
         deadline = min(options.deadline, time.monotonic() + self.total_s)
         return replace(options, deadline=deadline) if deadline < options.deadline else options
 
-    async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse:
-        options = self._bounded(options)
+    async def _call(self, options: CallOptions, call: Callable[[], Awaitable[T]]) -> T:
+        try:  # the first try outside tenacity: its per-call machinery cost 8 % of a request's CPU (bench/profile)
+            return await call()
+        except UpstreamError as exc:
+            if not exc.retryable or self.max_retries == 0:
+                raise
+            failed: UpstreamError | None = exc
         async for attempt in self._retrying(options):
             with attempt:
-                return await self.inner.complete(request, model=model, options=options)
+                if failed is not None:  # tenacity's attempt 1 is the try above: the same stops and waits as ever
+                    first, failed = failed, None
+                    raise first
+                return await call()
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse:
+        options = self._bounded(options)
+        return await self._call(options, lambda: self.inner.complete(request, model=model, options=options))
 
     @asynccontextmanager
     async def stream(self, request: ChatRequest, *, model: str, options: CallOptions) -> AsyncIterator[ChunkStream]:
         options = self._bounded(options)
         async with AsyncExitStack() as stack:
-            opened: ChunkStream | None = None
-            async for attempt in self._retrying(options):
-                with attempt:
-                    opened = await stack.enter_async_context(self.inner.stream(request, model=model, options=options))
-            assert opened is not None
-            yield opened
+            yield await self._call(
+                options, lambda: stack.enter_async_context(self.inner.stream(request, model=model, options=options))
+            )
 
     async def aclose(self) -> None:
         await self.inner.aclose()

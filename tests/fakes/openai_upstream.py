@@ -5,9 +5,10 @@ Behaviour is chosen by the requested model, so one gateway config can point seve
 only with include_usage), `dupids` (like echo, but repeats id/type/name on every tool-call fragment, as some
 upstreams do), `slow-<ms>`, `hang` (never answers), `badjson` (200 with a body that is not JSON), `cut`
 (streams two chunks, then drops the connection without [DONE]), `flaky` (503 once, then answers),
-`ratelimit` (always 429 with retry-after-ms), `status-<code>` (always that status, echoing the caller's
-Authorization header in the message, as careless upstreams do). Every request is recorded, and so is every
-`slow-<ms>` request whose caller hung up before the answer (`disconnected`).
+`ratelimit` (always 429 with retry-after-ms), `drip` (streams a chunk every 100 ms for 20 s), `status-<code>`
+(always that status, echoing the caller's Authorization header in the message, as careless upstreams do).
+Every request is recorded, and so is every `slow-<ms>` or `drip` request whose caller hung up before the
+answer (`disconnected`).
 """
 
 from __future__ import annotations
@@ -136,6 +137,15 @@ class FakeOpenAI:
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
 
         await send({"role": "assistant", "content": ""})
+        if model == "drip":
+            try:
+                for i in range(200):
+                    await asyncio.sleep(0.1)
+                    await send({"content": f"drop{i} "})
+            except (asyncio.CancelledError, ConnectionError):  # the caller hung up mid-stream
+                self.disconnected.append(model)
+                self.disconnect.set()
+                raise
         if model == "cut":
             await send({"content": "partial "})
             assert request.transport is not None
