@@ -1,10 +1,11 @@
 """Where the gateway's CPU goes under load: py-spy samples the gateway while wrk drives it, then the stacks are
 summed per function (self time and inclusive time) and printed as two tables.
 
-    python bench/profile.py [--redis-otel] [--seconds 10] [--rate 250] [--out stacks.txt]
+    python -m bench.profile [--limits] [--cache] [--otel] [--seconds 10] [--out stacks.txt]
 
-Starts (and stops, by PID) the raw upstream, the gateway pinned to core 0 and, with --redis-otel, a
-redis-server and OTLP export, exactly as `bench/run.py` does. Needs `wrk` (Debian) and `py-spy` (PyPI); py-spy
+Starts (and stops, by PID) the raw upstream and the gateway pinned to core 0, as `bench/run.py` does; with
+--limits and --cache a redis-server backs a rate limit and the response cache (every request a miss), with
+--otel spans are exported over OTLP/HTTP. Needs `wrk` (Debian) and `py-spy` (PyPI); py-spy
 needs permission to read the gateway's memory (root, or ptrace allowed). Not a test: CI does not run it.
 """
 
@@ -56,7 +57,9 @@ def _short(frame: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--redis-otel", action="store_true", help="Redis limit + Redis cache miss + OTLP export")
+    parser.add_argument("--limits", action="store_true", help="a Redis rate limit on every request")
+    parser.add_argument("--cache", action="store_true", help="the Redis response cache (every request a miss)")
+    parser.add_argument("--otel", action="store_true", help="spans exported over OTLP/HTTP")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--top", type=int, default=40)
@@ -71,12 +74,10 @@ def main() -> int:
     with started(procs), tempfile.TemporaryDirectory() as tmp:
         fast = free_port()
         procs.append(Proc([PY, "bench/upstream.py", str(fast)], core=1, ready="listening"))
-        redis_url, env = None, {}
-        if args.redis_otel:
-            redis_url = start_redis(procs)
-            env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{fast}/v1/traces"}
+        redis_url = start_redis(procs) if args.limits or args.cache else None
+        env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{fast}/v1/traces"} if args.otel else {}
         config = Path(tmp) / "gateway.yaml"
-        config.write_text(gateway_config(fast, fast, redis_url))
+        config.write_text(gateway_config(fast, fast, redis_url, cache=args.cache, limits=args.limits))
         gateway, url = start_gateway(procs, config, env)
         wrk(url, args.connections, 1, "up/m", unique=True)  # warm up
         stacks = Path(args.out or Path(tmp) / "stacks.txt")

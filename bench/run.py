@@ -211,13 +211,16 @@ def start_gateway(procs: list[Proc], config: Path, env: dict[str, str] | None = 
     return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
 
 
-def gateway_config(fast: int, slow: int, redis_url: str | None) -> str:
-    extra = "cache: {enabled: false}\nrate_limits: {enabled: false}\n"
-    if redis_url:
-        extra = (
-            f"cache: {{backend: redis, redis_url: '{redis_url}'}}\n"
-            f"rate_limits: {{backend: redis, redis_url: '{redis_url}', rpm: 100000000, tpm: 1000000000}}\n"
-        )
+def gateway_config(fast: int, slow: int, redis_url: str | None, *, cache: bool = True, limits: bool = True) -> str:
+    """Providers on the raw upstreams; with a Redis URL, the Redis response cache and rate limit (each on unless
+    switched off)."""
+    cache_yaml = f"{{backend: redis, redis_url: '{redis_url}'}}" if redis_url and cache else "{enabled: false}"
+    limits_yaml = (
+        f"{{backend: redis, redis_url: '{redis_url}', rpm: 100000000, tpm: 1000000000}}"
+        if redis_url and limits
+        else "{enabled: false}"
+    )
+    extra = f"cache: {cache_yaml}\nrate_limits: {limits_yaml}\n"
     return f"""
 server: {{expose_metadata: true}}
 providers:

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.settings import ConfigError, Settings, load_settings
-from gateway.telemetry.access import start_access_log
 
 __all__ = ["main"]
 
@@ -51,7 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    from gateway.http.app import create_app
+    from gateway.http.app import create_app, prepare_process
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     server = settings.server
@@ -75,8 +74,9 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ["ULTRA_CONFIG"] = os.path.abspath(args.config)
         uvicorn.run("gateway.http.app:app_from_env", factory=True, workers=workers, **common)
     else:
-        start_access_log()
-        uvicorn.run(create_app(settings), **common)
+        app = create_app(settings)
+        prepare_process()
+        uvicorn.run(app, **common)
     return 0
 
 

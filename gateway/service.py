@@ -275,15 +275,18 @@ class Gateway:
 
     @staticmethod
     def _span_done(span: Any, meta: StrategyMeta, headers: dict[str, str]) -> None:
-        span.set_attribute("ultra.cache", headers.get("x-ultra-cache", ""))
-        span.set_attribute("ultra.providers", headers.get("x-ultra-providers", ""))
-        span.set_attribute("ultra.cost_usd", meta.cost_usd)
-        span.set_attribute("ultra.calls", len(meta.attempts))
+        attributes: dict[str, Any] = {
+            "ultra.cache": headers.get("x-ultra-cache", ""),
+            "ultra.providers": headers.get("x-ultra-providers", ""),
+            "ultra.cost_usd": meta.cost_usd,
+            "ultra.calls": len(meta.attempts),
+        }
         if meta.chosen_strategy:
-            span.set_attribute("ultra.chosen_strategy", meta.chosen_strategy)
+            attributes["ultra.chosen_strategy"] = meta.chosen_strategy
         for header in ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"):
             if header in headers:
-                span.set_attribute(f"ultra.{header[2:].replace('-', '_')}", int(headers[header]))
+                attributes[f"ultra.{header[2:].replace('-', '_')}"] = int(headers[header])
+        span.set_attributes(attributes)  # one call: each set_attribute takes the span's lock
 
     @staticmethod
     def _span_failed(span: Any, exc: BaseException) -> None:

@@ -8,9 +8,8 @@ Keep the cache on a Redis with `maxmemory` and an LRU policy, and the limiter on
 
 from __future__ import annotations
 
-import uuid
-
 from gateway._redis import RedisEndpoint
+from gateway.core.types import random_hex
 
 __all__ = ["RedisCache"]
 
@@ -41,7 +40,7 @@ class RedisCache:
         await self._endpoint.call(lambda client: client.set(key, value, px=ttl_ms))
 
     async def lock(self, key: str, ttl_s: float) -> str | None:
-        token = uuid.uuid4().hex
+        token = random_hex(32)
         ttl_ms = max(1, int(ttl_s * 1000))
         taken = await self._endpoint.call(lambda client: client.set(key, token, nx=True, px=ttl_ms))
         return token if taken else None

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.core.errors import ServiceUnavailable
+from gateway.core.types import random_hex
 from gateway.ratelimit.base import LimiterBackend
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.policy import Check, Decision, LimitRule, estimate_tokens, per_minute, token_cost
@@ -109,7 +109,7 @@ class RateLimiter:
         if not rules:
             return Ticket(Decision())
         checks, tokens, cost = self._checks(rules, body)
-        reservation = uuid.uuid4().hex
+        reservation = random_hex(32)
         reserve_ms = self.reservation_ms if tokens else 0
         backend = self.backend
         degraded = False

@@ -24,15 +24,18 @@ __all__ = ["InstrumentedProvider"]
 PROVIDER_NAMES = {"openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gemini", "mock": "ultra_gateway.mock"}
 
 
-def _usage(span: Any, usage: Usage | None) -> None:
+def _usage(usage: Usage | None) -> dict[str, int]:
     if usage is None:
-        return
-    span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
-    span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+        return {}
+    attributes = {
+        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": usage.completion_tokens,
+    }
     if usage.cached_tokens:
-        span.set_attribute("gen_ai.usage.cache_read.input_tokens", usage.cached_tokens)
+        attributes["gen_ai.usage.cache_read.input_tokens"] = usage.cached_tokens
     if usage.reasoning_tokens:
-        span.set_attribute("gen_ai.usage.reasoning.output_tokens", usage.reasoning_tokens)
+        attributes["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+    return attributes
 
 
 class InstrumentedProvider:
@@ -89,29 +92,29 @@ class InstrumentedProvider:
             fail(span, type(exc).__qualname__, "internal error")
 
     async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse:
-        with self._tracer.start_as_current_span(
-            f"chat {model}",
-            kind=SpanKind.CLIENT,
-            attributes=self._attributes(request, model, options, False),
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                response = await self.inner.complete(request, model=model, options=options)
-            except BaseException as exc:
-                self._failed(span, exc)
-                raise
-            data = response.data
-            if data.get("id"):
-                span.set_attribute("gen_ai.response.id", str(data["id"]))
-            if data.get("model"):
-                span.set_attribute("gen_ai.response.model", str(data["model"]))
-            span.set_attribute("gen_ai.response.finish_reasons", response.finish_reasons)
-            _usage(span, response.usage)
-            if self.capture_content:
-                messages = [c.get("message") for c in response.choices]
-                span.set_attribute("gen_ai.output.messages", orjson.dumps(messages).decode())
-            return response
+        # Not made current: nothing starts a span under it, and attaching a context costs on every call.
+        span = self._tracer.start_span(
+            f"chat {model}", kind=SpanKind.CLIENT, attributes=self._attributes(request, model, options, False)
+        )
+        try:
+            response = await self.inner.complete(request, model=model, options=options)
+        except BaseException as exc:
+            self._failed(span, exc)
+            span.end()
+            raise
+        data = response.data
+        attributes: dict[str, Any] = {"gen_ai.response.finish_reasons": response.finish_reasons}
+        if data.get("id"):
+            attributes["gen_ai.response.id"] = str(data["id"])
+        if data.get("model"):
+            attributes["gen_ai.response.model"] = str(data["model"])
+        attributes.update(_usage(response.usage))
+        if self.capture_content:
+            messages = [c.get("message") for c in response.choices]
+            attributes["gen_ai.output.messages"] = orjson.dumps(messages).decode()
+        span.set_attributes(attributes)  # one call: each set_attribute takes the span's lock
+        span.end()
+        return response
 
     @asynccontextmanager
     async def stream(self, request: ChatRequest, *, model: str, options: CallOptions) -> AsyncIterator[ChunkStream]:
@@ -125,7 +128,7 @@ class InstrumentedProvider:
                 try:
                     yield stream
                 finally:
-                    _usage(span, stream.usage)
+                    span.set_attributes(_usage(stream.usage))
         except BaseException as exc:
             self._failed(span, exc)
             raise

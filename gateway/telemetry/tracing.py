@@ -94,8 +94,9 @@ class Tracing:
         if self.tracer is None:
             yield None
             return
+        parent = extract(headers) if headers else None  # a new trace without the propagators' work
         with self.tracer.start_as_current_span(
-            name, context=extract(headers), kind=SpanKind.SERVER, attributes=attributes, record_exception=False
+            name, context=parent, kind=SpanKind.SERVER, attributes=attributes, record_exception=False
         ) as span:
             yield span
 
