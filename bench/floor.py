@@ -1,7 +1,8 @@
 """The floor: a minimal Litestar + aiohttp passthrough (the issue's "the same with aiohttp" row). It forwards the
 body to the upstream and returns the answer, with no validation, routing, metadata or anything else.
 
-Run as `uvicorn bench.floor:app` with `BENCH_UPSTREAM=http://127.0.0.1:PORT`.
+Run as `uvicorn bench.floor:app` with `BENCH_UPSTREAM=http://127.0.0.1:PORT`; a request for a `slow/...` model
+goes to `BENCH_SLOW_UPSTREAM` instead, so the floor's added latency can be measured against a 50 ms upstream too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import aiohttp
 from litestar import Litestar, Request, Response, post
 
 UPSTREAM = os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:9101") + "/v1/chat/completions"
+SLOW = os.environ.get("BENCH_SLOW_UPSTREAM", "http://127.0.0.1:9102") + "/v1/chat/completions"
 _session: list[aiohttp.ClientSession] = []
 
 
@@ -21,7 +23,8 @@ async def forward(request: Request[Any, Any, Any]) -> Response[bytes]:
     if not _session:
         _session.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)))
     body = await request.body()
-    async with _session[0].post(UPSTREAM, data=body, headers={"content-type": "application/json"}) as upstream:
+    url = SLOW if b'"slow/' in body else UPSTREAM
+    async with _session[0].post(url, data=body, headers={"content-type": "application/json"}) as upstream:
         answer = await upstream.read()
     return Response(answer, media_type="application/json")
 

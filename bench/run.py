@@ -35,6 +35,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 TICK = os.sysconf("SC_CLK_TCK")
+FANOUT = ("ultra-parallel", "ultra-simple")
 PROMPT = b'{"model":"%s","messages":[{"role":"user","content":"Say hello in five words."}]%s}'
 
 
@@ -228,7 +229,8 @@ providers:
   - {{name: slow, kind: openai, base_url: "http://127.0.0.1:{slow}/v1", max_retries: 0, models: [{{id: m}}]}}
   - {{name: slow2, kind: openai, base_url: "http://127.0.0.1:{slow}/v1", max_retries: 0, models: [{{id: m2}}]}}
 strategies:
-  ultra-parallel: {{kind: parallel}}
+  ultra-parallel: {{kind: parallel, candidates: [slow/m, slow2/m2]}}
+  ultra-simple: {{kind: simple, candidates: [slow/m, slow2/m2], lead: slow/m}}
 {extra}"""
 
 
@@ -271,7 +273,10 @@ def main() -> int:
         floor = Proc(
             [PY, "-m", "uvicorn", "bench.floor:app", "--port", str(port), "--log-level", "info", "--no-access-log"],
             core=0,
-            env={"BENCH_UPSTREAM": f"http://127.0.0.1:{fast_port}"},
+            env={
+                "BENCH_UPSTREAM": f"http://127.0.0.1:{fast_port}",
+                "BENCH_SLOW_UPSTREAM": f"http://127.0.0.1:{slow_port}",
+            },
             ready="Uvicorn running",
         )
         procs.append(floor)
@@ -303,9 +308,7 @@ def main() -> int:
                 record(name, "added_p50_unloaded", unloaded["p50"] - base["p50"])
             direct_200 = open_loop(direct, "up/m", 200, seconds)
             slow_200 = open_loop(slow_direct, "slow/m", 200, seconds)
-            for name in ("gateway", "gateway+redis+otel"):
-                if name not in peers:
-                    continue
+            for name in peers:  # the floor too: what this machine adds to any proxy
                 _, url, _ = peers[name]
                 loaded = open_loop(url, "up/m", 200, seconds)
                 record(name, "added_p50_200rps", loaded["p50"] - direct_200["p50"])
@@ -322,15 +325,18 @@ def main() -> int:
                 _, url, _ = peers["gateway+redis+otel"]
                 hit = wrk(url, 1, seconds, "up/m", latency=True)  # the same request: a hit after the first
                 record("gateway+redis+otel", "cache_hit_p50_ms", hit["p50"])
-        fanout = parallel_overhead(peers["gateway"][1]) if "gateway" in peers else None
+        # slow/m: one direct call to the same 50 ms deployment, for comparison (what any request pays on top of
+        # its upstream call here, fan-out or not)
+        fanout = {model: fanout_overhead(peers["gateway"][1], model) for model in ("slow/m", *FANOUT)}
         soak = soak_rss(peers["gateway"][0], peers["gateway"][1]) if args.soak else None
         floor_c16 = statistics.median(rows["floor"]["rps_cpu_c16"])
         print_table(rows, peers, floor_c16, fanout, soak, rounds, seconds)
     return 0
 
 
-def parallel_overhead(url: str) -> list[float] | None:
-    """ultra-parallel over two 50 ms deployments: client latency minus the slowest call it reports."""
+def fanout_overhead(url: str, alias: str) -> list[float] | None:
+    """A fan-out alias over the 50 ms deployments: client latency minus its critical path, which is the slowest
+    successful call of each step (`role`: candidates, then analysis, then synthesis), summed."""
 
     async def run() -> list[float] | None:
         out = []
@@ -338,14 +344,17 @@ def parallel_overhead(url: str) -> list[float] | None:
             for _ in range(30):
                 start = time.perf_counter()
                 async with session.post(
-                    url, data=PROMPT % (b"ultra-parallel", b""), headers={"content-type": "application/json"}
+                    url, data=PROMPT % (alias.encode(), b""), headers={"content-type": "application/json"}
                 ) as response:
                     if response.status != 200:
                         return None
                     body = await response.json()
                 elapsed = (time.perf_counter() - start) * 1000
-                calls = [c["latency_ms"] for c in body["ultra"]["calls"] if c["status"] == "ok"]
-                out.append(elapsed - max(calls))
+                slowest: dict[str, float] = {}  # per role, in the order the steps ran
+                for call in body["ultra"]["calls"]:
+                    if call["status"] == "ok":
+                        slowest[call["role"]] = max(slowest.get(call["role"], 0.0), call["latency_ms"])
+                out.append(elapsed - sum(slowest.values()))
         return out
 
     return asyncio.run(run())
@@ -362,7 +371,7 @@ def print_table(
     rows: dict[str, dict[str, list[float]]],
     peers: dict[str, tuple[Proc, str, str]],
     floor_c16: float,
-    fanout: list[float] | None,
+    fanout: dict[str, list[float] | None],
     soak: tuple[int, int, float] | None,
     rounds: int,
     seconds: float,
@@ -392,10 +401,9 @@ def print_table(
         f"{cell('gateway', 'streams_per_s', '{:.0f}')} streams/s sequential."
     )
     print(f"Cache hit on Redis, end to end, 1 connection: p50 {cell('gateway+redis+otel', 'cache_hit_p50_ms')} ms.")
-    print(
-        "ultra-parallel overhead beyond its slowest call: "
-        + (f"{spread(fanout)} ms" if fanout else "n/a (ultra-parallel not available in this build)")
-    )
+    for model, overhead in fanout.items():
+        what = "one direct call (for comparison)" if model not in FANOUT else "fan-out"
+        print(f"{model} ({what}), beyond its critical path of upstream calls: {spread(overhead or [])} ms")
     if soak:
         before, after, secs = soak
         print(
