@@ -1,5 +1,6 @@
 """The protocol both cache backends implement: bytes in, bytes out, with TTLs, plus a short lock for
-stampede protection across replicas."""
+stampede protection across replicas. A leader's read and lock are one step, and so are its store and unlock:
+on Redis, one round trip each (the cost of a round trip through redis-py is most of the cache's CPU)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,14 @@ class CacheBackend(Protocol):
 
     async def get(self, key: str) -> bytes | None: ...
 
-    async def set(self, key: str, value: bytes, ttl_s: float) -> None: ...
+    async def get_or_lock(self, key: str, lock_key: str, ttl_s: float) -> tuple[bytes | None, str | None]:
+        """In one step: the value, or else the lock. `(value, None)` on a hit; `(None, token)` when this caller
+        took the lock (release it with the token); `(None, None)` when someone else holds it."""
+        ...
 
-    async def lock(self, key: str, ttl_s: float) -> str | None:
-        """Take the lock: a token to release it with, or None when someone else holds it."""
+    async def set(self, key: str, value: bytes, ttl_s: float, *, unlock: tuple[str, str] | None = None) -> None:
+        """Store (a `ttl_s` <= 0 stores nothing) and, with `unlock=(lock_key, token)`, release that lock in the
+        same step."""
         ...
 
     async def unlock(self, key: str, token: str) -> None:

@@ -7,9 +7,10 @@ evicting live ones. An entry larger than the whole budget is not stored.
 from __future__ import annotations
 
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+
+from gateway.core.types import random_hex
 
 __all__ = ["MemoryCache"]
 
@@ -51,7 +52,12 @@ class MemoryCache:
         self._entries.move_to_end(key)
         return entry[1]
 
-    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+    async def set(self, key: str, value: bytes, ttl_s: float, *, unlock: tuple[str, str] | None = None) -> None:
+        self._store(key, value, ttl_s)
+        if unlock is not None:
+            await self.unlock(*unlock)
+
+    def _store(self, key: str, value: bytes, ttl_s: float) -> None:
         cost = self._cost(key, value)
         if key in self._entries:
             self._drop(key)
@@ -66,15 +72,18 @@ class MemoryCache:
         self._entries[key] = (now + ttl_s, value)
         self._bytes += cost
 
-    async def lock(self, key: str, ttl_s: float) -> str | None:
+    async def get_or_lock(self, key: str, lock_key: str, ttl_s: float) -> tuple[bytes | None, str | None]:
         # One process: the cache's single-flight already serializes identical misses; this keeps the protocol.
+        value = await self.get(key)
+        if value is not None:
+            return value, None
         now = self._clock()
-        held = self._locks.get(key)
+        held = self._locks.get(lock_key)
         if held is not None and held[1] > now:
-            return None
-        token = uuid.uuid4().hex
-        self._locks[key] = (token, now + ttl_s)
-        return token
+            return None, None
+        token = random_hex(32)
+        self._locks[lock_key] = (token, now + ttl_s)
+        return None, token
 
     async def unlock(self, key: str, token: str) -> None:
         held = self._locks.get(key)

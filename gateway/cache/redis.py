@@ -1,6 +1,8 @@
-"""The Redis cache backend: `SET key value PX ttl` in one command, `GET`, and the stampede lock
-(`SET NX PX` + compare-and-delete in Lua, reference/redis-patterns.md §3.4). Errors come out as
-RedisUnavailable (a ServiceUnavailable) from the endpoint; the cache above treats them as a miss.
+"""The Redis cache backend: `GET`, and the stampede lock (`SET NX PX` + compare-and-delete,
+reference/redis-patterns.md §3.4) folded into the leader's two steps, one Lua round trip each: read-or-lock
+before the answer, store-and-unlock after it. Value and lock share a hash tag, so both scripts are
+Cluster-safe. Errors come out as RedisUnavailable (a ServiceUnavailable) from the endpoint; the cache above
+treats them as a miss.
 
 Keep the cache on a Redis with `maxmemory` and an LRU policy, and the limiter on one that does not evict
 (reference §3.2): eviction is per instance and would reset limits too.
@@ -13,9 +15,27 @@ from gateway.core.types import random_hex
 
 __all__ = ["RedisCache"]
 
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value  # str only if built with decode_responses
+
+
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+# KEYS: value, lock. ARGV: token, lock ttl ms. Returns the value, else 1 (lock taken) or 0 (held elsewhere).
+_GET_OR_LOCK = """
+local value = redis.call('GET', KEYS[1])
+if value then return value end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+# KEYS: value, lock. ARGV: value, ttl ms, token.
+_SET_AND_UNLOCK = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
 """
 
 
@@ -25,25 +45,36 @@ class RedisCache:
 
     def __init__(self, endpoint: RedisEndpoint) -> None:
         self._endpoint = endpoint
-        self._unlock = endpoint.client.register_script(_UNLOCK)
+        register = endpoint.client.register_script
+        self._unlock, self._get_or_lock, self._set_and_unlock = (
+            register(_UNLOCK),
+            register(_GET_OR_LOCK),
+            register(_SET_AND_UNLOCK),
+        )
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._endpoint.call(lambda client: client.get(key))
-        if isinstance(value, str):  # only if the endpoint was built with decode_responses
-            return value.encode()
-        return value
+        return _bytes(await self._endpoint.call(lambda client: client.get(key)))
 
-    async def set(self, key: str, value: bytes, ttl_s: float) -> None:
+    async def get_or_lock(self, key: str, lock_key: str, ttl_s: float) -> tuple[bytes | None, str | None]:
+        token = random_hex(32)
+        args: list[str | int] = [token, max(1, int(ttl_s * 1000))]
+        reply = await self._endpoint.call(lambda c: self._get_or_lock(keys=[key, lock_key], args=args, client=c))
+        if isinstance(reply, int):
+            return None, token if reply == 1 else None
+        return _bytes(reply), None
+
+    async def set(self, key: str, value: bytes, ttl_s: float, *, unlock: tuple[str, str] | None = None) -> None:
         ttl_ms = int(ttl_s * 1000)
         if ttl_ms <= 0:
+            if unlock is not None:
+                await self.unlock(*unlock)
             return
-        await self._endpoint.call(lambda client: client.set(key, value, px=ttl_ms))
-
-    async def lock(self, key: str, ttl_s: float) -> str | None:
-        token = random_hex(32)
-        ttl_ms = max(1, int(ttl_s * 1000))
-        taken = await self._endpoint.call(lambda client: client.set(key, token, nx=True, px=ttl_ms))
-        return token if taken else None
+        if unlock is None:
+            await self._endpoint.call(lambda client: client.set(key, value, px=ttl_ms))
+            return
+        lock_key, token = unlock
+        args: list[bytes | str | int] = [value, ttl_ms, token]
+        await self._endpoint.call(lambda c: self._set_and_unlock(keys=[key, lock_key], args=args, client=c))
 
     async def unlock(self, key: str, token: str) -> None:
         await self._endpoint.call(lambda client: self._unlock(keys=[key], args=[token], client=client))

@@ -140,15 +140,14 @@ class ResponseCache:
         lock_token: str | None,
         leader: asyncio.Future[bytes | None] | None = None,
     ) -> None:
+        unlock = (key.lock_key(self.prefix), lock_token) if lock_token is not None else None
         try:
-            await self.backend.set(key.value_key(self.prefix), value, ttl_s)
+            await self.backend.set(key.value_key(self.prefix), value, ttl_s, unlock=unlock)
         except ServiceUnavailable:
-            log.debug("cache write skipped: backend unavailable")
+            log.debug("cache write skipped: backend unavailable")  # the lock, if any, expires by itself
         finally:
             # Until the value is readable, late arrivals are answered by the leader's future.
             self._forget(key.value_key(self.prefix), leader)
-            if lock_token is not None:
-                await self._unlock(key, lock_token)
 
     def _forget(self, name: str, leader: asyncio.Future[bytes | None] | None) -> None:
         if leader is not None and self._inflight.get(name) is leader:
@@ -204,49 +203,53 @@ class ResponseCache:
             yield Lookup("bypass", ttl_s=ttl, writable=writable, _cache=self, _key=key)
             return
         name = key.value_key(self.prefix)
-        try:
-            found = await self._get(key)
-            if found is None and name in self._inflight:
-                found = await self._await_leader(self._inflight[name], wait_s)
-                leader_failed = found is None
-            else:
-                leader_failed = False
-        except ServiceUnavailable:
-            yield Lookup("bypass")  # backend down: neither read nor write (fail-open)
-            return
-        if found is not None:
-            yield Lookup("hit", found)
-            return
-        if leader_failed or name in self._inflight:
-            yield Lookup("miss", ttl_s=ttl, writable=writable, _cache=self, _key=key)
+        leader = self._inflight.get(name)
+        if leader is not None:  # an identical request in this process is computing it: share its answer
+            found = await self._await_leader(leader, wait_s)
+            if found is not None:
+                yield Lookup("hit", found)
+            else:  # it failed, or its answer is not cacheable: go upstream without leading
+                yield Lookup("miss", ttl_s=ttl, writable=writable, _cache=self, _key=key)
             return
         async with self._lead(key, name, ttl, writable, wait_s) as lookup:
             yield lookup
 
     @asynccontextmanager
     async def _lead(self, key: CacheKey, name: str, ttl: float, writable: bool, wait_s: float) -> AsyncIterator[Lookup]:
+        """Read the backend as this process's leader for the key (registered before the read, so identical
+        requests arriving meanwhile wait for it); on a shared backend the read also takes the replicas' lock."""
         leader: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         self._inflight[name] = leader
         lookup = Lookup("miss", ttl_s=ttl, writable=writable, _cache=self, _key=key, _leader=leader)
         try:
-            if self.backend.shared:
-                try:
-                    lookup._lock_token = await self.backend.lock(key.lock_key(self.prefix), self.lock_ttl_s)
-                    if lookup._lock_token is None:
-                        found = await self._poll(key, min(self.lock_wait_s, wait_s))
-                        if found is not None:
-                            leader.set_result(self.encode(found))
-                            yield Lookup("hit", found)
-                            return
-                except ServiceUnavailable:
-                    pass  # no lock: compute the answer (fail-open)
+            try:
+                if self.backend.shared:
+                    value, lookup._lock_token = await self.backend.get_or_lock(
+                        name, key.lock_key(self.prefix), self.lock_ttl_s
+                    )
+                else:
+                    value = await self.backend.get(name)
+            except ServiceUnavailable:
+                yield Lookup("bypass")  # backend down: neither read nor write (fail-open)
+                return
+            if value is not None:
+                found = self.decode(value)  # an unreadable entry is a miss: computed again and overwritten
+            elif self.backend.shared and lookup._lock_token is None:
+                found = await self._poll(key, min(self.lock_wait_s, wait_s))  # another replica is computing it
+                value = self.encode(found) if found is not None else None
+            else:
+                found = None
+            if found is not None:
+                leader.set_result(value)  # followers here get it too
+                yield Lookup("hit", found)
+                return
             yield lookup
         finally:
             if not lookup.filled or not leader.done() or leader.result() is None:
                 self._forget(name, leader)  # else the store forgets it once the value is readable
             if not leader.done():
                 leader.set_result(None)  # no answer to share: followers go upstream themselves
-            if lookup._lock_token is not None:
+            if lookup._lock_token is not None:  # not handed to a store (which releases it with the write)
                 token, lookup._lock_token = lookup._lock_token, None
                 self.spawn(self._unlock(key, token))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -166,14 +167,37 @@ async def test_unreadable_entries_are_misses(cache: ResponseCache, backend: Cach
     assert (await status_of(cache))[0] == "miss"
 
 
-async def test_lock_is_exclusive_and_released_only_by_its_owner(backend: CacheBackend) -> None:
-    token = await backend.lock("lock:x", 5)
+async def test_read_or_lock_is_exclusive_and_the_store_releases_it(backend: CacheBackend) -> None:
+    value, token = await backend.get_or_lock("v:x", "lock:x", 5)
+    assert value is None
     assert token is not None
-    assert await backend.lock("lock:x", 5) is None
+    assert await backend.get_or_lock("v:x", "lock:x", 5) == (None, None)  # held by the first caller
     await backend.unlock("lock:x", "not-the-token")
-    assert await backend.lock("lock:x", 5) is None
-    await backend.unlock("lock:x", token)
-    assert await backend.lock("lock:x", 5) is not None
+    assert await backend.get_or_lock("v:x", "lock:x", 5) == (None, None)  # only the owner releases it
+    await backend.set("v:x", b"answer", 60, unlock=("lock:x", token))  # stored and released in one step
+    assert await backend.get_or_lock("v:x", "lock:x", 5) == (b"answer", None)  # a hit takes no lock
+    _, again = await backend.get_or_lock("v:other", "lock:x", 5)
+    assert again is not None
+    await backend.unlock("lock:x", again)
+    assert (await backend.get_or_lock("v:other", "lock:x", 5))[1] is not None
+
+
+@pytest.mark.parametrize("outcome", ["not cacheable", "failed"])
+async def test_a_leader_without_a_stored_answer_releases_the_replicas_lock(
+    cache: ResponseCache, backend: CacheBackend, outcome: str
+) -> None:
+    key = make_key(BODY, scope=f"k:release-{outcome.replace(' ', '-')}")
+    with pytest.raises(RuntimeError) if outcome == "failed" else contextlib.nullcontext():
+        async with cache.lookup(key, wait_s=5) as lookup:
+            assert lookup.status == "miss"
+            if outcome == "failed":
+                raise RuntimeError("the upstream call failed")
+            lookup.fill(answer(finish="length"))  # a cut answer is never stored
+    await cache.drain()
+    # Nobody holds the lock any more: the next replica's read takes it instead of polling for lock_wait_s.
+    value, token = await backend.get_or_lock(key.value_key(cache.prefix), key.lock_key(cache.prefix), 5)
+    assert value is None
+    assert token is not None
 
 
 @pytest.mark.redis
