@@ -4,9 +4,9 @@ circuit breaker in front of it, and the one place where redis-py errors become o
 Why these settings (reference/redis-patterns.md §1, §4): redis-py 8 retries ten times with backoff by default
 and waits 5 s per socket operation, so a dead Redis would hold every request for seconds; a rate-limit script
 that timed out may already have run, so retrying it double-charges. Here every call has one budget
-(`timeout_s`, covering pool wait, connect and reply) and zero retries. After `failures` consecutive errors the
-breaker opens and calls fail at once, without I/O, for `cooldown_s`; then one probe goes through (half-open) and
-its success closes the breaker, so the gateway recovers by itself when Redis returns.
+(`timeout_s`, covering the wait for a connection, connect and reply) and zero retries. After `failures`
+consecutive errors the breaker opens and calls fail at once, without I/O, for `cooldown_s`; then one probe goes
+through (half-open) and its success closes the breaker, so the gateway recovers by itself when Redis returns.
 
 The URL may carry a password: it never appears in an error message or a log line (only host and port do).
 """
@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -66,11 +66,14 @@ class RedisEndpoint:
         self._consecutive_failures = 0
         self._opened_at: float | None = None
         self._probing = False
-        self._pool = BlockingConnectionPool.from_url(
+        # One budget per call, enforced in call(): the pool's own wait and redis-py's per-read and per-write
+        # timeouts would each add a timer per command (about a tenth of a Redis call's CPU), so the pool does not
+        # block (the semaphore bounds connections instead) and sockets have only a connect timeout. A call cut
+        # short mid-reply is safe: redis-py drops that connection rather than reuse it out of step.
+        self._slots = asyncio.Semaphore(max_connections)
+        self._pool = ConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=timeout_s,  # wait for a free connection at most this long
-            socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),  # never retry: scripts are not idempotent (reference §1)
             health_check_interval=30,
@@ -114,7 +117,7 @@ class RedisEndpoint:
             raise self._unavailable("circuit open")
         probe = self._opened_at is not None
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(self.timeout_s), self._slots:
                 result = await operation(self.client)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failure()
@@ -128,7 +131,7 @@ class RedisEndpoint:
     async def ping(self) -> bool:
         """Readiness: always tries the network (the breaker does not hide a recovered Redis); success closes it."""
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(self.timeout_s), self._slots:
                 await self.client.ping()
         except (RedisError, OSError, TimeoutError):
             self._failure()
