@@ -239,8 +239,8 @@ class Gateway:
 
     def _settle(self, ticket: Ticket | None, actual_tokens: int | None) -> None:
         """Charge real usage instead of the estimate, in the background (it does not change the answer)."""
-        if ticket is not None and self.limiter is not None and not ticket.settled:
-            self._spawn(self.limiter.settle(ticket, actual_tokens))
+        if ticket is not None and self.limiter is not None:
+            self.limiter.settle_soon(ticket, actual_tokens)
 
     def _from_cache(
         self, cached: dict[str, Any], request: ChatRequest, rc: RequestContext, strategy: Strategy

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gateway.ratelimit.policy import Check, Outcome
 
-__all__ = ["LimiterBackend"]
+__all__ = ["LimiterBackend", "Settlement"]
+
+
+class Settlement(NamedTuple):
+    checks: Sequence[Check]
+    reservation: str
+    actual: int
 
 
 class LimiterBackend(Protocol):
@@ -26,6 +32,10 @@ class LimiterBackend(Protocol):
     ) -> list[Outcome]: ...
 
     async def settle(self, checks: Sequence[Check], *, reservation: str, actual: int) -> int | None: ...
+
+    async def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        """Several settlements at once (one round trip on Redis), each as `settle` would do it."""
+        ...
 
     async def ping(self) -> bool: ...
 

@@ -9,6 +9,7 @@ Fail-closed answers 503 with `retry-after` until Redis is back.
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import logging
 from collections.abc import Mapping, Sequence
@@ -17,13 +18,15 @@ from typing import Any
 
 from gateway.core.errors import ServiceUnavailable
 from gateway.core.types import random_hex
-from gateway.ratelimit.base import LimiterBackend
+from gateway.ratelimit.base import LimiterBackend, Settlement
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.policy import Check, Decision, LimitRule, estimate_tokens, per_minute, token_cost
 
 __all__ = ["RateLimiter", "Ticket", "key_rule"]
 
 log = logging.getLogger("ultra_gateway")
+
+SETTLE_BATCH_S = 0.005
 
 
 def key_rule(name: str, *, rpm: int | None, tpm: int | None) -> LimitRule | None:
@@ -74,6 +77,8 @@ class RateLimiter:
         self.reservation_ms = int(reservation_ttl_s * 1000)
         # The local fallback only makes sense in front of a shared backend.
         self.fallback = fallback if fallback is not None else (MemoryLimiter() if backend.name != "memory" else None)
+        self._queued: list[tuple[LimiterBackend, Settlement]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def rules(self, key: LimitRule | None, model: str) -> list[LimitRule]:
         rules = [key] if key is not None else []
@@ -127,6 +132,48 @@ class RateLimiter:
             raise decision.error()
         return Ticket(decision, backend, tokens, reservation, cost)
 
+    def settle_soon(self, ticket: Ticket, actual_tokens: int | None) -> None:
+        """`settle`, in the background and batched: the settlements queued within `SETTLE_BATCH_S` go to each
+        backend together (one Redis round trip for all of them instead of a task and a call each, which was a
+        fifth of a rate-limited request's CPU in bench/profile.py). Meanwhile the estimate stays charged, as it
+        was while the request ran."""
+        if ticket.settled:
+            return
+        ticket.settled = True
+        if ticket.backend is None or not ticket.token_checks or actual_tokens is None:
+            return
+        self._queued.append((ticket.backend, Settlement(ticket.token_checks, ticket.reservation, actual_tokens)))
+        if len(self._queued) == 1:
+            asyncio.get_running_loop().call_later(SETTLE_BATCH_S, self._flush)
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        by_backend: dict[int, tuple[LimiterBackend, list[Settlement]]] = {}
+        for backend, settlement in queued:  # the shared backend, or the local fallback while it was down
+            by_backend.setdefault(id(backend), (backend, []))[1].append(settlement)
+        for backend, settlements in by_backend.values():
+            task = asyncio.get_running_loop().create_task(self._settle_many(backend, settlements))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _settle_many(backend: LimiterBackend, settlements: list[Settlement]) -> None:
+        try:
+            await backend.settle_many(settlements)
+        except ServiceUnavailable:
+            log.debug("token settlement skipped: the limiter backend is unavailable")
+
+    @property
+    def busy(self) -> bool:
+        """Settlements queued or in flight (tests and shutdown wait for them)."""
+        return bool(self._queued or self._tasks)
+
+    async def drain(self, timeout_s: float = 2.0) -> None:
+        if self._queued:
+            self._flush()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+
     async def settle(self, ticket: Ticket, actual_tokens: int | None) -> None:
         """Charge real usage instead of the estimate. None: usage unknown (e.g. the client left mid-stream), so
         the reservation stays charged (conservative; reference §2.4). Never raises: settlement runs after the
@@ -145,6 +192,7 @@ class RateLimiter:
         return await self.backend.ping()
 
     async def aclose(self) -> None:
+        await self.drain()
         await self.backend.aclose()
         if self.fallback is not None:
             await self.fallback.aclose()

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from gateway.ratelimit._gcra import adjust, probe
+from gateway.ratelimit.base import Settlement
 from gateway.ratelimit.policy import Check, Outcome
 
 __all__ = ["MemoryLimiter"]
@@ -68,6 +69,10 @@ class MemoryLimiter:
             else:
                 self._tats[check.state] = new_tat
         return reserved
+
+    async def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        for checks, reservation, actual in settlements:
+            await self.settle(checks, reservation=reservation, actual=actual)
 
     async def ping(self) -> bool:
         return True

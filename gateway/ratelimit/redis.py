@@ -16,7 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
 from gateway._redis import RedisEndpoint
+from gateway.ratelimit.base import Settlement
 from gateway.ratelimit.policy import Check, Outcome
 
 __all__ = ["LUA", "RedisLimiter"]
@@ -110,12 +114,37 @@ class RedisLimiter:
             Outcome(check, values[1 + 4 * i] == 1, *values[2 + 4 * i : 5 + 4 * i]) for i, check in enumerate(checks)
         ]
 
+    def _settle_args(self, checks: Sequence[Check], reservation: str, actual: int) -> tuple[list[str], list[Any]]:
+        return self._keys(checks, reservation), ["settle", len(checks), actual, *(c.rate.ei for c in checks)]
+
     async def settle(self, checks: Sequence[Check], *, reservation: str, actual: int) -> int | None:
-        args: list[Any] = ["settle", len(checks), actual, *(c.rate.ei for c in checks)]
-        keys = self._keys(checks, reservation)
+        keys, args = self._settle_args(checks, reservation, actual)
         reply = await self._endpoint.call(lambda client: self._script(keys=keys, args=args, client=client))
         reserved = int(reply)
         return None if reserved < 0 else reserved
+
+    async def settle_many(self, settlements: Sequence[Settlement]) -> None:
+        if len(settlements) == 1:
+            checks, reservation, actual = settlements[0]
+            await self.settle(checks, reservation=reservation, actual=actual)
+            return
+
+        async def pipelined(client: Redis) -> None:
+            # Not a transaction: each script is atomic by itself, and the batch only saves round trips. EVALSHA
+            # directly (a registered script would add a SCRIPT EXISTS round trip to every batch); the admissions
+            # load the script, and if Redis lost it (a restart), each settlement goes alone, which reloads it.
+            pipe = client.pipeline(transaction=False)
+            for checks, reservation, actual in settlements:
+                keys, args = self._settle_args(checks, reservation, actual)
+                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+            try:
+                await pipe.execute()
+            except NoScriptError:
+                for checks, reservation, actual in settlements:
+                    keys, args = self._settle_args(checks, reservation, actual)
+                    await self._script(keys=keys, args=args, client=client)
+
+        await self._endpoint.call(pipelined)
 
     async def ping(self) -> bool:
         return await self._endpoint.ping()

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from gateway._redis import RedisEndpoint
 from gateway.core.errors import InvalidRequest, RateLimited
@@ -152,6 +154,42 @@ async def test_settlement_through_the_facade_refunds_the_estimate(backend: Limit
     after = await limiter.admit(key=key, model="m", body=body)
     remaining = int(after.headers["x-ratelimit-remaining-tokens"])
     assert 2000 - 10 - after.reserved - 2 <= remaining <= 2000 - 10 - after.reserved + 2
+
+
+async def settle_three_together(backend: LimiterBackend, name: str, before_settling: Any = None) -> None:
+    limiter = RateLimiter(backend, fallback=MemoryLimiter(), default_output_tokens=500)
+    key = key_rule(name, rpm=None, tpm=5000)
+    body = {"messages": [{"role": "user", "content": "hello"}]}
+    tickets = [await limiter.admit(key=key, model="m", body=body) for _ in range(3)]
+    if before_settling is not None:
+        await before_settling()
+    for ticket, actual in zip(tickets, (10, 20, 30), strict=True):
+        limiter.settle_soon(ticket, actual)
+    limiter.settle_soon(tickets[0], 999)  # settled already: ignored
+    assert limiter.busy
+    await limiter.drain()
+    assert not limiter.busy
+    after = await limiter.admit(key=key, model="m", body=body)
+    remaining = int(after.headers["x-ratelimit-remaining-tokens"])
+    assert 5000 - 60 - after.reserved - 2 <= remaining <= 5000 - 60 - after.reserved + 2  # every estimate refunded
+
+
+async def test_settlements_queued_together_are_applied_together(backend: LimiterBackend) -> None:
+    await settle_three_together(backend, "team-batch")
+
+
+@pytest.mark.redis
+async def test_a_batch_of_settlements_survives_redis_losing_its_scripts(redis_url: str) -> None:
+    backend = RedisLimiter(RedisEndpoint(redis_url, timeout_s=1.0))
+
+    async def lose_scripts() -> None:  # as after a Redis restart: the batch's EVALSHA fails with NOSCRIPT
+        async with Redis.from_url(redis_url) as raw:
+            await raw.script_flush()
+
+    try:
+        await settle_three_together(backend, "team-batch-noscript", lose_scripts)
+    finally:
+        await backend.aclose()
 
 
 async def test_a_prompt_larger_than_any_admission_is_a_400_not_a_429(backend: LimiterBackend) -> None:
