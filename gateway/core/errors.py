@@ -6,6 +6,7 @@ GatewayError                      status, OpenAI type/code/param, retryable, ret
 ├── AuthenticationFailed          401  invalid_api_key
 ├── ModelNotAllowed               403  model_not_allowed
 ├── ModelNotFound                 404  model_not_found
+├── MethodNotAllowed              405  method_not_allowed
 ├── PayloadTooLarge               413  request_too_large
 ├── RateLimited                   429  rate_limit_exceeded (the gateway's own limits)
 ├── InternalError                 500  server_error
@@ -34,6 +35,7 @@ __all__ = [
     "GatewayError",
     "InternalError",
     "InvalidRequest",
+    "MethodNotAllowed",
     "ModelNotAllowed",
     "ModelNotFound",
     "PayloadTooLarge",
@@ -100,6 +102,12 @@ class ModelNotFound(GatewayError):
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
 
 
 class PayloadTooLarge(GatewayError):

@@ -15,7 +15,7 @@ from litestar import Litestar
 
 from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
-from gateway.http.routes.chat import chat_completions
+from gateway.http.routes.chat import chat_route
 from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.models import list_models, retrieve_model
 from gateway.service import Gateway
@@ -37,16 +37,18 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
             await service.aclose()
 
     app = Litestar(
-        route_handlers=[chat_completions, list_models, retrieve_model, live, ready, metrics],
+        route_handlers=[list_models, retrieve_model, live, ready, metrics],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=None,
+        logging_config=None,  # the process's logging is the CLI's (or the embedding app's), not Litestar's
         request_max_body_size=settings.server.max_body_bytes,
         state=None,
         debug=False,
     )
     app.state.gateway = service
-    return RequestIdEdge(app, service.tracing)
+    # The hot route bypasses Litestar (see routes/chat.py); the edge still wraps it like every route.
+    return RequestIdEdge(app, service.tracing, routes={"/v1/chat/completions": chat_route(service)})
 
 
 def prepare_process() -> None:

@@ -5,15 +5,15 @@ incoming `traceparent`, and returns the trace id in `x-ultra-trace-id`."""
 
 from __future__ import annotations
 
-import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import orjson
 
 from gateway.core.types import random_hex
+from gateway.telemetry.access import access_line
 from gateway.telemetry.tracing import Tracing, fail, trace_id_from_traceparent
 
 Scope = MutableMapping[str, Any]
@@ -22,12 +22,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-__all__ = ["RequestIdEdge", "route_template"]
+__all__ = ["ASGIApp", "Message", "Receive", "RequestIdEdge", "Scope", "Send", "route_template"]
 
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9_.:-]{1,128}$")
 _ROUTES = ("/v1/chat/completions", "/v1/models", "/health/live", "/health/ready", "/metrics")
 _PROPAGATION = (b"traceparent", b"tracestate", b"baggage")
-access_log = logging.getLogger("ultra_gateway.access")
 
 
 def _access_line(scope: Scope, status: int, started: float) -> str:
@@ -61,9 +60,10 @@ def route_template(path: str) -> str | None:
 
 
 class RequestIdEdge:
-    def __init__(self, app: Any, tracing: Tracing | None = None) -> None:
+    def __init__(self, app: Any, tracing: Tracing | None = None, routes: Mapping[str, ASGIApp] | None = None) -> None:
         self.app: ASGIApp = app
         self.tracing = tracing or Tracing(None)
+        self.routes = dict(routes or {})  # paths served by a raw ASGI app instead of `app`
 
     def __getattr__(self, name: str) -> Any:  # the wrapped Litestar app's attributes (state, plugins...)
         return getattr(self.app, name)
@@ -78,8 +78,7 @@ class RequestIdEdge:
             await self._handle(scope, receive, send, status)
         finally:
             # After the response has gone out: the line never delays it (the handler is a queue, see cli.py).
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(_access_line(scope, status[0], started))
+            access_line(_access_line(scope, status[0], started))
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, status: list[int]) -> None:
         headers = scope["headers"]
@@ -93,7 +92,7 @@ class RequestIdEdge:
             if trace_id is not None:  # no tracing here, but the caller's trace continues through us
                 scope["ultra.trace_id"] = trace_id
                 extra.append((b"x-ultra-trace-id", trace_id.encode()))
-            await self.app(scope, receive, self._sender(send, extra, None, status))
+            await self.routes.get(scope["path"], self.app)(scope, receive, self._sender(send, extra, None, status))
             return
         method = scope["method"]
         route = route_template(scope["path"])
@@ -111,7 +110,7 @@ class RequestIdEdge:
             trace_id = format(span.get_span_context().trace_id, "032x")
             scope["ultra.trace_id"] = trace_id
             extra.append((b"x-ultra-trace-id", trace_id.encode()))
-            await self.app(scope, receive, self._sender(send, extra, span, status))
+            await self.routes.get(scope["path"], self.app)(scope, receive, self._sender(send, extra, span, status))
 
     @staticmethod
     def _sender(send: Send, extra: list[tuple[bytes, bytes]], span: Any, status: list[int]) -> Send:

@@ -1,5 +1,6 @@
 """The one place that turns exceptions into OpenAI error responses (STYLE 6): our error tree, Litestar's own
-HTTP exceptions (404 for unknown paths, 405, 413) and anything unexpected (500, no stack trace, the request id)."""
+HTTP exceptions (404 for unknown paths, 405, 413) and anything unexpected (500, no stack trace, the request id).
+Litestar's routes get them through EXCEPTION_HANDLERS; the raw chat route sends `rendered(...)` itself."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from litestar.exceptions import HTTPException
 
 from gateway.core.errors import GatewayError, InternalError, PayloadTooLarge
 
-__all__ = ["EXCEPTION_HANDLERS", "error_event", "render"]
+__all__ = ["EXCEPTION_HANDLERS", "error_event", "render", "rendered", "unexpected"]
 
 log = logging.getLogger("ultra_gateway")
 
@@ -28,10 +29,14 @@ def _headers(error: GatewayError) -> dict[str, str]:
     return headers
 
 
+def rendered(error: GatewayError) -> tuple[int, bytes, dict[str, str]]:
+    """Status, JSON body and headers of an error response: for Litestar's handlers and the raw chat route."""
+    return error.status, orjson.dumps(error.to_body()), _headers(error)
+
+
 def render(error: GatewayError) -> Response[bytes]:
-    return Response(
-        orjson.dumps(error.to_body()), status_code=error.status, media_type="application/json", headers=_headers(error)
-    )
+    status, body, headers = rendered(error)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def error_event(error: GatewayError) -> bytes:
@@ -66,10 +71,14 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     return render(error)
 
 
-def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    request_id = request_id_of(request)
+def unexpected(request_id: str, exc: Exception) -> InternalError:
+    """A bug: logged with its stack trace, answered as a 500 that names only the request id."""
     log.error("unhandled error in request %s", request_id, exc_info=exc)
-    return render(internal(request_id))
+    return internal(request_id)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return render(unexpected(request_id_of(request), exc))
 
 
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {

@@ -16,9 +16,10 @@ import sys
 import threading
 from typing import TextIO
 
-__all__ = ["start_access_log"]
+__all__ = ["access_line", "start_access_log"]
 
 _started: list[_BatchHandler] = []
+_access = logging.getLogger("ultra_gateway.access")
 
 
 class _BatchHandler(logging.Handler):
@@ -31,8 +32,11 @@ class _BatchHandler(logging.Handler):
         self._writer.start()
 
     def emit(self, record: logging.LogRecord) -> None:
+        self.add(record.getMessage())
+
+    def add(self, line: str) -> None:
         pending = self._pending
-        pending.append(record.getMessage())
+        pending.append(line)
         if len(pending) == 1:  # the first line of this turn: hand the batch over when the turn ends
             try:
                 asyncio.get_running_loop().call_soon(self._hand_over)
@@ -63,13 +67,21 @@ class _BatchHandler(logging.Handler):
         self._writer.join(timeout=2)
 
 
+def access_line(line: str) -> None:
+    """Log one access line. While the writer started here is the logger's only handler (the served process), the
+    line goes to it directly: a LogRecord nobody else would read cost 2 % of a request's CPU."""
+    if _started and _access.handlers == _started and not _access.propagate and _access.level == logging.INFO:
+        _started[0].add(line)
+    elif _access.isEnabledFor(logging.INFO):
+        _access.info(line)
+
+
 def start_access_log() -> None:
     if _started:
         return
     handler = _BatchHandler(sys.stderr)
-    access = logging.getLogger("ultra_gateway.access")
-    access.addHandler(handler)
-    access.setLevel(logging.INFO)
-    access.propagate = False
+    _access.addHandler(handler)
+    _access.setLevel(logging.INFO)
+    _access.propagate = False
     atexit.register(handler.stop)  # flushes what is queued when the process ends
     _started.append(handler)

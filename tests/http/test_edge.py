@@ -9,7 +9,11 @@ import orjson
 import pytest
 from litestar.testing import AsyncTestClient
 
+from gateway.core.pool import Deployment, ProviderPool
+from gateway.core.provider import CallOptions, Capabilities
+from gateway.core.types import ChatRequest, ChatResponse
 from gateway.http.app import create_app
+from gateway.service import Gateway
 from gateway.settings import parse_settings
 
 CONFIG = """
@@ -144,3 +148,34 @@ async def test_health(client: AsyncTestClient[Any]) -> None:
     ready = await client.get("/health/ready")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
+
+
+class _Broken:
+    """A provider with a bug in it (not an upstream failure): the gateway must answer 500 without details."""
+
+    name, kind, capabilities = "broken", "openai", Capabilities()
+
+    async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse:
+        raise RuntimeError("secret internals")
+
+    def stream(self, request: ChatRequest, *, model: str, options: CallOptions) -> Any:
+        raise RuntimeError("secret internals")
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_bug_is_a_500_naming_only_the_request_id(stream: bool, caplog: pytest.LogCaptureFixture) -> None:
+    settings = parse_settings(CONFIG, env={})
+    pool = ProviderPool([Deployment(_Broken(), "bug")])  # type: ignore[arg-type]
+    app = create_app(settings, gateway=Gateway(settings, pool=pool))
+    async with AsyncTestClient(app=app) as client:  # type: ignore[arg-type]
+        response = await client.post(
+            "/v1/chat/completions", json={"model": "broken/bug", "messages": USER, "stream": stream}
+        )
+    assert_openai_error(response, 500)
+    request_id = response.headers["x-request-id"]
+    assert request_id in response.json()["error"]["message"]
+    assert "secret internals" not in response.text
+    assert any(request_id in r.getMessage() and r.exc_info for r in caplog.records)  # the stack trace is logged
