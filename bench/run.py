@@ -247,11 +247,12 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="5 rounds of 5 s (default: --quick, 3 rounds of 2 s)")
+    parser.add_argument("--full", action="store_true", help="5 rounds of 5 s (default: --quick, 3 rounds of 1 s)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--soak", action="store_true", help="also 100k requests on the gateway, RSS before/after")
     args = parser.parse_args()
-    rounds, seconds = (5, 5.0) if args.full else (3, 2.0)
+    rounds, seconds = (5, 5.0) if args.full else (3, 1.0)
+    began = time.monotonic()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
         return 2
@@ -327,21 +328,23 @@ def main() -> int:
                 record("gateway+redis+otel", "cache_hit_p50_ms", hit["p50"])
         # slow/m: one direct call to the same 50 ms deployment, for comparison (what any request pays on top of
         # its upstream call here, fan-out or not)
-        fanout = {model: fanout_overhead(peers["gateway"][1], model) for model in ("slow/m", *FANOUT)}
+        count = 30 if args.full else 15
+        fanout = {model: fanout_overhead(peers["gateway"][1], model, count) for model in ("slow/m", *FANOUT)}
         soak = soak_rss(peers["gateway"][0], peers["gateway"][1]) if args.soak else None
         floor_c16 = statistics.median(rows["floor"]["rps_cpu_c16"])
         print_table(rows, peers, floor_c16, fanout, soak, rounds, seconds)
+        print(f"\nThe whole run took {time.monotonic() - began:.0f} s.")
     return 0
 
 
-def fanout_overhead(url: str, alias: str) -> list[float] | None:
+def fanout_overhead(url: str, alias: str, count: int) -> list[float] | None:
     """A fan-out alias over the 50 ms deployments: client latency minus its critical path, which is the slowest
     successful call of each step (`role`: candidates, then analysis, then synthesis), summed."""
 
     async def run() -> list[float] | None:
         out = []
         async with aiohttp.ClientSession() as session:
-            for _ in range(30):
+            for _ in range(count):
                 start = time.perf_counter()
                 async with session.post(
                     url, data=PROMPT % (alias.encode(), b""), headers={"content-type": "application/json"}

@@ -4,9 +4,17 @@ on Redis, one round trip each (the cost of a round trip through redis-py is most
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
 
-__all__ = ["CacheBackend"]
+__all__ = ["CacheBackend", "Write"]
+
+
+class Write(NamedTuple):
+    key: str
+    value: bytes
+    ttl_s: float
+    unlock: tuple[str, str] | None = None
 
 
 class CacheBackend(Protocol):
@@ -26,6 +34,10 @@ class CacheBackend(Protocol):
     async def set(self, key: str, value: bytes, ttl_s: float, *, unlock: tuple[str, str] | None = None) -> None:
         """Store (a `ttl_s` <= 0 stores nothing) and, with `unlock=(lock_key, token)`, release that lock in the
         same step."""
+        ...
+
+    async def set_many(self, writes: Sequence[Write]) -> None:
+        """Several `set`s at once (one round trip on Redis)."""
         ...
 
     async def unlock(self, key: str, token: str) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from gateway.cache.base import Write
 from gateway.core.types import random_hex
 
 __all__ = ["MemoryCache"]
@@ -56,6 +57,10 @@ class MemoryCache:
         self._store(key, value, ttl_s)
         if unlock is not None:
             await self.unlock(*unlock)
+
+    async def set_many(self, writes: Sequence[Write]) -> None:
+        for key, value, ttl_s, unlock in writes:
+            await self.set(key, value, ttl_s, unlock=unlock)
 
     def _store(self, key: str, value: bytes, ttl_s: float) -> None:
         cost = self._cost(key, value)

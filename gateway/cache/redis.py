@@ -10,7 +10,13 @@ Keep the cache on a Redis with `maxmemory` and an LRU policy, and the limiter on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
 from gateway._redis import RedisEndpoint
+from gateway.cache.base import Write
 from gateway.core.types import random_hex
 
 __all__ = ["RedisCache"]
@@ -75,6 +81,34 @@ class RedisCache:
         lock_key, token = unlock
         args: list[bytes | str | int] = [value, ttl_ms, token]
         await self._endpoint.call(lambda c: self._set_and_unlock(keys=[key, lock_key], args=args, client=c))
+
+    async def set_many(self, writes: Sequence[Write]) -> None:
+        if len(writes) == 1:
+            key, value, ttl_s, unlock = writes[0]
+            await self.set(key, value, ttl_s, unlock=unlock)
+            return
+
+        async def pipelined(client: Redis) -> None:
+            # Not a transaction (each write stands alone); EVALSHA directly, as the limiter's batches do: a
+            # registered script would add a SCRIPT EXISTS round trip to each batch. On NOSCRIPT (Redis lost its
+            # scripts), each write goes alone, which reloads the script.
+            pipe = client.pipeline(transaction=False)
+            for key, value, ttl_s, unlock in writes:
+                ttl_ms = int(ttl_s * 1000)
+                if ttl_ms <= 0:  # nothing to store (as in `set`), but the lock is still released
+                    if unlock is not None:
+                        pipe.evalsha(self._unlock.sha, 1, *unlock)
+                elif unlock is not None:
+                    pipe.evalsha(self._set_and_unlock.sha, 2, key, unlock[0], value, ttl_ms, unlock[1])
+                else:
+                    pipe.set(key, value, px=ttl_ms)
+            try:
+                await pipe.execute()
+            except NoScriptError:
+                for write in writes:
+                    await self.set(write.key, write.value, write.ttl_s, unlock=write.unlock)
+
+        await self._endpoint.call(pipelined)
 
     async def unlock(self, key: str, token: str) -> None:
         await self._endpoint.call(lambda client: self._unlock(keys=[key], args=[token], client=client))

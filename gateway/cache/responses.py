@@ -14,7 +14,7 @@ waiting followers call upstream themselves.
 
 Only clean answers are stored: `object: chat.completion`, every choice finished with `stop`, `tool_calls` or
 `function_call` (never `length`, `content_filter` or a missing finish_reason, which is what a cut stream leaves).
-Stores run in the background and never delay the answer. Every backend failure is a miss or a skipped write
+Stores run in the background, batched, and never delay the answer. Every backend failure is a miss or a skipped write
 (fail-open): the cache is an optimisation.
 """
 
@@ -28,12 +28,13 @@ import zlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from gateway.cache.base import CacheBackend
+from gateway.cache.base import CacheBackend, Write
 from gateway.cache.keys import CacheKey
+from gateway.core.batch import Batcher
 from gateway.core.errors import ServiceUnavailable
 
 __all__ = ["CACHEABLE_FINISH_REASONS", "Lookup", "ResponseCache", "cacheable"]
@@ -51,6 +52,17 @@ def cacheable(body: Mapping[str, Any]) -> bool:
     if body.get("object") != "chat.completion" or not isinstance(choices, list) or not choices:
         return False
     return all(isinstance(c, dict) and c.get("finish_reason") in CACHEABLE_FINISH_REASONS for c in choices)
+
+
+STORE_BATCH_S = 0.005
+
+
+class _Store(NamedTuple):
+    key: CacheKey
+    value: bytes
+    ttl_s: float
+    token: str | None
+    leader: asyncio.Future[bytes | None] | None
 
 
 @dataclass(slots=True)
@@ -80,7 +92,7 @@ class Lookup:
         if self._leader is not None and not self._leader.done():
             self._leader.set_result(value)  # followers in this process are answered now, not after the store
         token, self._lock_token = self._lock_token, None
-        self._cache.spawn(self._cache.store(self._key, value, self.ttl_s, token, self._leader))
+        self._cache.store_soon(_Store(self._key, value, self.ttl_s, token, self._leader))
         return True
 
 
@@ -107,6 +119,7 @@ class ResponseCache:
         self.lock_wait_s = lock_wait_s
         self._inflight: dict[str, asyncio.Future[bytes | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stores: Batcher[_Store] = Batcher(self._store_many, delay_s=STORE_BATCH_S)
 
     # --- stored form ---------------------------------------------------------------------------------------
 
@@ -132,22 +145,28 @@ class ResponseCache:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def store(
-        self,
-        key: CacheKey,
-        value: bytes,
-        ttl_s: float,
-        lock_token: str | None,
-        leader: asyncio.Future[bytes | None] | None = None,
-    ) -> None:
-        unlock = (key.lock_key(self.prefix), lock_token) if lock_token is not None else None
+    def store_soon(self, store: _Store) -> None:
+        """Stores run in the background, batched (gateway/core/batch.py): one round trip for those within
+        `STORE_BATCH_S`. Until a value is readable, late arrivals here are answered by its leader's future."""
+        self._stores.add(store)
+
+    async def _store_many(self, stores: list[_Store]) -> None:
+        writes = [
+            Write(
+                s.key.value_key(self.prefix),
+                s.value,
+                s.ttl_s,
+                (s.key.lock_key(self.prefix), s.token) if s.token is not None else None,
+            )
+            for s in stores
+        ]
         try:
-            await self.backend.set(key.value_key(self.prefix), value, ttl_s, unlock=unlock)
+            await self.backend.set_many(writes)
         except ServiceUnavailable:
-            log.debug("cache write skipped: backend unavailable")  # the lock, if any, expires by itself
+            log.debug("cache write skipped: backend unavailable")  # the locks, if any, expire by themselves
         finally:
-            # Until the value is readable, late arrivals are answered by the leader's future.
-            self._forget(key.value_key(self.prefix), leader)
+            for store in stores:
+                self._forget(store.key.value_key(self.prefix), store.leader)
 
     def _forget(self, name: str, leader: asyncio.Future[bytes | None] | None) -> None:
         if leader is not None and self._inflight.get(name) is leader:
@@ -157,8 +176,14 @@ class ResponseCache:
         with contextlib.suppress(ServiceUnavailable):  # else the lock expires by itself
             await self.backend.unlock(key.lock_key(self.prefix), token)
 
+    @property
+    def busy(self) -> bool:
+        """Stores or unlocks queued or in flight."""
+        return self._stores.busy or bool(self._tasks)
+
     async def drain(self, timeout_s: float = 2.0) -> None:
         """Wait (bounded) for background stores; used at shutdown and by tests that read what was written."""
+        await self._stores.drain(timeout_s)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout_s)
 

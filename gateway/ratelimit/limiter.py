@@ -9,13 +9,13 @@ Fail-closed answers 503 with `retry-after` until Redis is back.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.core.batch import Batcher
 from gateway.core.errors import ServiceUnavailable
 from gateway.core.types import random_hex
 from gateway.ratelimit.base import LimiterBackend, Settlement
@@ -77,8 +77,9 @@ class RateLimiter:
         self.reservation_ms = int(reservation_ttl_s * 1000)
         # The local fallback only makes sense in front of a shared backend.
         self.fallback = fallback if fallback is not None else (MemoryLimiter() if backend.name != "memory" else None)
-        self._queued: list[tuple[LimiterBackend, Settlement]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._settlements: Batcher[tuple[LimiterBackend, Settlement]] = Batcher(
+            self._settle_many, delay_s=SETTLE_BATCH_S
+        )
 
     def rules(self, key: LimitRule | None, model: str) -> list[LimitRule]:
         rules = [key] if key is not None else []
@@ -133,46 +134,33 @@ class RateLimiter:
         return Ticket(decision, backend, tokens, reservation, cost)
 
     def settle_soon(self, ticket: Ticket, actual_tokens: int | None) -> None:
-        """`settle`, in the background and batched: the settlements queued within `SETTLE_BATCH_S` go to each
-        backend together (one Redis round trip for all of them instead of a task and a call each, which was a
-        fifth of a rate-limited request's CPU in bench/profile.py). Meanwhile the estimate stays charged, as it
-        was while the request ran."""
+        """`settle`, in the background and batched (gateway/core/batch.py): the settlements queued within
+        `SETTLE_BATCH_S` go to each backend together, one Redis round trip for all of them. Meanwhile the
+        estimate stays charged, as it was while the request ran."""
         if ticket.settled:
             return
         ticket.settled = True
         if ticket.backend is None or not ticket.token_checks or actual_tokens is None:
             return
-        self._queued.append((ticket.backend, Settlement(ticket.token_checks, ticket.reservation, actual_tokens)))
-        if len(self._queued) == 1:
-            asyncio.get_running_loop().call_later(SETTLE_BATCH_S, self._flush)
+        self._settlements.add((ticket.backend, Settlement(ticket.token_checks, ticket.reservation, actual_tokens)))
 
-    def _flush(self) -> None:
-        queued, self._queued = self._queued, []
+    async def _settle_many(self, queued: list[tuple[LimiterBackend, Settlement]]) -> None:
         by_backend: dict[int, tuple[LimiterBackend, list[Settlement]]] = {}
         for backend, settlement in queued:  # the shared backend, or the local fallback while it was down
             by_backend.setdefault(id(backend), (backend, []))[1].append(settlement)
         for backend, settlements in by_backend.values():
-            task = asyncio.get_running_loop().create_task(self._settle_many(backend, settlements))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _settle_many(backend: LimiterBackend, settlements: list[Settlement]) -> None:
-        try:
-            await backend.settle_many(settlements)
-        except ServiceUnavailable:
-            log.debug("token settlement skipped: the limiter backend is unavailable")
+            try:
+                await backend.settle_many(settlements)
+            except ServiceUnavailable:
+                log.debug("token settlement skipped: the limiter backend is unavailable")
 
     @property
     def busy(self) -> bool:
         """Settlements queued or in flight (tests and shutdown wait for them)."""
-        return bool(self._queued or self._tasks)
+        return self._settlements.busy
 
     async def drain(self, timeout_s: float = 2.0) -> None:
-        if self._queued:
-            self._flush()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+        await self._settlements.drain(timeout_s)
 
     async def settle(self, ticket: Ticket, actual_tokens: int | None) -> None:
         """Charge real usage instead of the estimate. None: usage unknown (e.g. the client left mid-stream), so

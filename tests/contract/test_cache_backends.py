@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from gateway._redis import RedisEndpoint
-from gateway.cache.base import CacheBackend
+from gateway.cache.base import CacheBackend, Write
 from gateway.cache.keys import make_key
 from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache
@@ -198,6 +199,35 @@ async def test_a_leader_without_a_stored_answer_releases_the_replicas_lock(
     value, token = await backend.get_or_lock(key.value_key(cache.prefix), key.lock_key(cache.prefix), 5)
     assert value is None
     assert token is not None
+
+
+async def write_three_together(backend: CacheBackend, name: str) -> None:
+    _, token = await backend.get_or_lock(f"v:{name}:a", f"lock:{name}", 5)
+    assert token is not None
+    writes = [
+        Write(f"v:{name}:a", b"A", 60, (f"lock:{name}", token)),
+        Write(f"v:{name}:b", b"B", 60),
+        Write(f"v:{name}:c", b"C", 0),  # a ttl of 0 stores nothing
+    ]
+    await backend.set_many(writes)
+    assert [await backend.get(f"v:{name}:{x}") for x in "abc"] == [b"A", b"B", None]
+    assert (await backend.get_or_lock(f"v:{name}:d", f"lock:{name}", 5))[1] is not None  # released by the write
+
+
+async def test_writes_batched_together_each_land(backend: CacheBackend) -> None:
+    await write_three_together(backend, "batch")
+
+
+@pytest.mark.redis
+async def test_a_batch_of_writes_survives_redis_losing_its_scripts(redis_url: str) -> None:
+    backend = RedisCache(RedisEndpoint(redis_url, timeout_s=1.0))
+    try:
+        await backend.get_or_lock("v:warm", "lock:warm", 5)  # the scripts are loaded...
+        async with Redis.from_url(redis_url) as raw:
+            await raw.script_flush()  # ...and lost, as after a restart: the batch's EVALSHA fails with NOSCRIPT
+        await write_three_together(backend, "noscript")
+    finally:
+        await backend.aclose()
 
 
 @pytest.mark.redis

@@ -71,7 +71,7 @@ async def settled(client: Client) -> None:
     async with asyncio.timeout(5):
         while (
             gateway._background
-            or (gateway.cache is not None and gateway.cache._tasks)
+            or (gateway.cache is not None and gateway.cache.busy)
             or (gateway.limiter is not None and gateway.limiter.busy)
         ):
             await asyncio.sleep(0.01)
