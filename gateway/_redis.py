@@ -74,6 +74,7 @@ class RedisEndpoint:
         self._pool = ConnectionPool.from_url(
             url,
             max_connections=max_connections,
+            socket_timeout=None,  # redis-py 8 defaults to 5 s per read and write: here call() bounds them
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),  # never retry: scripts are not idempotent (reference §1)
             health_check_interval=30,
