@@ -1,4 +1,4 @@
-.PHONY: install fmt lint typecheck test check
+.PHONY: install fmt lint typecheck test check bench profile
 
 install:
 	python3 -m venv .venv
@@ -20,3 +20,9 @@ test:
 	.venv/bin/python -m pytest -q
 
 check: lint typecheck test
+
+bench:
+	.venv/bin/python bench/run.py --quick
+
+profile:  # needs py-spy: pip install -e ".[bench]"
+	.venv/bin/python -m bench.profile

@@ -5,7 +5,7 @@ summed per function (self time and inclusive time) and printed as two tables.
 
 Starts (and stops, by PID) the raw upstream and the gateway pinned to core 0, as `bench/run.py` does; with
 --limits and --cache a redis-server backs a rate limit and the response cache (every request a miss), with
---otel spans are exported over OTLP/HTTP. Needs `wrk` (Debian) and `py-spy` (PyPI); py-spy
+--otel spans are exported over OTLP/HTTP. Needs `wrk` (Debian) and `py-spy` (`pip install -e ".[bench]"`); py-spy
 needs permission to read the gateway's memory (root, or ptrace allowed). Not a test: CI does not run it.
 """
 
