@@ -112,7 +112,6 @@ class Gateway:
         # Built in start(): Redis clients belong to the event loop that serves requests.
         self.cache: ResponseCache | None = None
         self.limiter: RateLimiter | None = None
-        self._background: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.cache = build_cache(self.settings.cache)
@@ -121,8 +120,6 @@ class Gateway:
 
     async def aclose(self) -> None:
         self.ready = False
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=2.0)
         if self.cache is not None:
             await self.cache.aclose()
         if self.limiter is not None:
@@ -145,11 +142,6 @@ class Gateway:
             checks[name] = "ok" if up else "unreachable"
             ok = ok and up
         return ok, checks
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     # --- routing ---------------------------------------------------------------------------------------
 

@@ -77,7 +77,7 @@ class RequestIdEdge:
         try:
             await self._handle(scope, receive, send, status)
         finally:
-            # After the response has gone out: the line never delays it (the handler is a queue, see cli.py).
+            # After the response has gone out: the line never delays it (a writer thread, telemetry/access.py).
             access_line(_access_line(scope, status[0], started))
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, status: list[int]) -> None:

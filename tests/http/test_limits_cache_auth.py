@@ -69,10 +69,8 @@ async def settled(client: Client) -> None:
     """Wait (bounded) for background work (token settlement, cache stores) to land."""
     gateway = client.gateway
     async with asyncio.timeout(5):
-        while (
-            gateway._background
-            or (gateway.cache is not None and gateway.cache.busy)
-            or (gateway.limiter is not None and gateway.limiter.busy)
+        while (gateway.cache is not None and gateway.cache.busy) or (
+            gateway.limiter is not None and gateway.limiter.busy
         ):
             await asyncio.sleep(0.01)
 
