@@ -49,7 +49,6 @@ providers:
       - {{id: slow-300, input_cost_per_mtok: 2, output_cost_per_mtok: 4, quality: 0.9}}
       - {{id: slow-3000, input_cost_per_mtok: 1, output_cost_per_mtok: 1, quality: 0.6}}
       - {{id: status-500, input_cost_per_mtok: 0.1, output_cost_per_mtok: 0.1, quality: 0.5}}
-      - {{id: drip}}
 strategies:
   ultra-race: {{kind: parallel, candidates: [up/echo, up/slow-3000], initial_width: 2}}
   ultra-moa-2: {{kind: simple, candidates: [up/echo, up/slow-300], lead: up/slow-300, analysis: false}}
@@ -90,17 +89,35 @@ def test_a_race_loser_is_cancelled_and_its_upstream_request_closed(client: opena
     assert "slow-3000" in fake.disconnected
 
 
+@pytest.fixture(scope="module")
+def drip_client(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+    """A gateway of its own: in the main one, latency-seeking aliases would pick `drip` (its first chunk is fast)."""
+    config = tmp_path_factory.mktemp("drip") / "gateway.yaml"
+    config.write_text(f"""
+providers:
+  - name: up
+    kind: openai
+    base_url: {fake.url}
+    max_retries: 0
+    timeout: {{connect_s: 2, read_s: 5, total_s: 30}}
+    models: [{{id: drip}}]
+cache: {{enabled: false}}
+""")
+    with GatewayProcess(config) as gateway:
+        yield openai.OpenAI(base_url=gateway.base_url + "/v1", api_key="unused", max_retries=0, timeout=30)
+
+
 def test_a_stream_is_relayed_as_it_comes_and_a_client_leaving_closes_the_upstream(
-    client: openai.OpenAI, fake: FakeOpenAI
+    drip_client: openai.OpenAI, fake: FakeOpenAI
 ) -> None:
     fake.disconnect.clear()
-    stream = client.chat.completions.create(model="up/drip", messages=USER, stream=True)
+    stream = drip_client.chat.completions.create(model="up/drip", messages=USER, stream=True)
     events = iter(stream)
     assert next(events).choices[0].delta.role == "assistant"
     # The fake drips one chunk per 100 ms for 20 s: these arrive while it is still streaming (nothing buffered).
     assert [next(events).choices[0].delta.content for _ in range(3)] == ["drop0 ", "drop1 ", "drop2 "]
     stream.close()
-    # The gateway's own bound on the call is total_s 10: only the hang-up explains a disconnect within 5 s.
+    # The gateway's own bound on the call is total_s 30: only the hang-up explains a disconnect within 5 s.
     assert fake.disconnect.wait(5)
     assert "drip" in fake.disconnected
 
