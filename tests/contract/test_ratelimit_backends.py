@@ -19,7 +19,7 @@ from gateway.core.errors import InvalidRequest, RateLimited
 from gateway.ratelimit.base import LimiterBackend
 from gateway.ratelimit.limiter import RateLimiter, key_rule
 from gateway.ratelimit.memory import MemoryLimiter
-from gateway.ratelimit.policy import MINUTE_US, Check, LimitRule, per_minute
+from gateway.ratelimit.policy import MINUTE_US, Check, LimitRule, Rate, per_minute
 from gateway.ratelimit.redis import RedisLimiter
 
 pytestmark = pytest.mark.timeout(30)
@@ -106,7 +106,9 @@ async def test_under_estimate_creates_debt(backend: LimiterBackend) -> None:
 
 
 async def test_concurrent_callers_never_exceed_the_limit(backend: LimiterBackend) -> None:
-    r = rule("key:e", rpm=50)
+    # 50 per day with a burst of 50: one refill takes ~29 min, so even a long stall of the machine mid-test
+    # cannot let a 51st caller in (at 50 per minute, a 1.2 s stall could, and once did)
+    r = LimitRule("key:e", "key:e", Rate(50, 24 * 60 * MINUTE_US, 50))
     results = await asyncio.gather(*(admit(backend, checks(r)) for _ in range(300)))
     assert sum(ok for ok, _ in results) == 50
 
