@@ -15,21 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway.core.errors import ServiceUnavailable
 
-__all__ = ["BreakerState", "RedisEndpoint", "RedisUnavailable", "redacted"]
+__all__ = ["BreakerState", "RedisEndpoint", "RedisUnavailable", "ScriptCall", "redacted"]
 
 T = TypeVar("T")
 BreakerState = Literal["closed", "open", "half_open"]
+ScriptCall = tuple[AsyncScript, list[str], list[Any]]
+"""A registered script with its keys and arguments."""
 
 
 class RedisUnavailable(ServiceUnavailable):
@@ -128,6 +131,28 @@ class RedisEndpoint:
                 self._probing = False
         self._success()
         return result
+
+    async def run_scripts(self, calls: Sequence[ScriptCall]) -> None:
+        """Run scripts for their effect in one round trip: one alone, several in a non-transactional pipeline
+        (each script is atomic by itself; the batch only saves round trips). A pipeline sends them by SHA, not
+        as registered scripts, which would add a SCRIPT EXISTS round trip to every batch; if Redis lost them (a
+        restart: NOSCRIPT), the batch is redone one script at a time on the same connection, which reloads them."""
+
+        async def run(client: Redis) -> None:
+            if len(calls) > 1:
+                pipe = client.pipeline(transaction=False)
+                for script, keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
+                try:
+                    await pipe.execute()
+                    return
+                except NoScriptError:
+                    pass
+            for script, keys, args in calls:
+                await script(keys=keys, args=args, client=client)
+
+        if calls:
+            await self.call(run)
 
     async def ping(self) -> bool:
         """Readiness: always tries the network (the breaker does not hide a recovered Redis); success closes it."""

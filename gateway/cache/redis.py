@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
-
-from gateway._redis import RedisEndpoint
+from gateway._redis import RedisEndpoint, ScriptCall
 from gateway.cache.base import Write
 from gateway.core.types import random_hex
 
@@ -37,6 +34,11 @@ if value then return value end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 """
+# KEYS: value. ARGV: value, ttl ms. (A script, so that every write can share a batch's pipeline of EVALSHAs.)
+_SET = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 # KEYS: value, lock. ARGV: value, ttl ms, token.
 _SET_AND_UNLOCK = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -52,9 +54,10 @@ class RedisCache:
     def __init__(self, endpoint: RedisEndpoint) -> None:
         self._endpoint = endpoint
         register = endpoint.client.register_script
-        self._unlock, self._get_or_lock, self._set_and_unlock = (
+        self._unlock, self._get_or_lock, self._set, self._set_and_unlock = (
             register(_UNLOCK),
             register(_GET_OR_LOCK),
+            register(_SET),
             register(_SET_AND_UNLOCK),
         )
 
@@ -70,45 +73,19 @@ class RedisCache:
         return _bytes(reply), None
 
     async def set(self, key: str, value: bytes, ttl_s: float, *, unlock: tuple[str, str] | None = None) -> None:
-        ttl_ms = int(ttl_s * 1000)
-        if ttl_ms <= 0:
-            if unlock is not None:
-                await self.unlock(*unlock)
-            return
-        if unlock is None:
-            await self._endpoint.call(lambda client: client.set(key, value, px=ttl_ms))
-            return
-        lock_key, token = unlock
-        args: list[bytes | str | int] = [value, ttl_ms, token]
-        await self._endpoint.call(lambda c: self._set_and_unlock(keys=[key, lock_key], args=args, client=c))
+        await self.set_many([Write(key, value, ttl_s, unlock)])
 
     async def set_many(self, writes: Sequence[Write]) -> None:
-        if len(writes) == 1:
-            key, value, ttl_s, unlock = writes[0]
-            await self.set(key, value, ttl_s, unlock=unlock)
-            return
+        await self._endpoint.run_scripts([call for write in writes if (call := self._script_for(write))])
 
-        async def pipelined(client: Redis) -> None:
-            # Not a transaction (each write stands alone); EVALSHA directly, as the limiter's batches do: a
-            # registered script would add a SCRIPT EXISTS round trip to each batch. On NOSCRIPT (Redis lost its
-            # scripts), each write goes alone, which reloads the script.
-            pipe = client.pipeline(transaction=False)
-            for key, value, ttl_s, unlock in writes:
-                ttl_ms = int(ttl_s * 1000)
-                if ttl_ms <= 0:  # nothing to store (as in `set`), but the lock is still released
-                    if unlock is not None:
-                        pipe.evalsha(self._unlock.sha, 1, *unlock)
-                elif unlock is not None:
-                    pipe.evalsha(self._set_and_unlock.sha, 2, key, unlock[0], value, ttl_ms, unlock[1])
-                else:
-                    pipe.set(key, value, px=ttl_ms)
-            try:
-                await pipe.execute()
-            except NoScriptError:
-                for write in writes:
-                    await self.set(write.key, write.value, write.ttl_s, unlock=write.unlock)
-
-        await self._endpoint.call(pipelined)
+    def _script_for(self, write: Write) -> ScriptCall | None:
+        key, value, ttl_s, unlock = write
+        ttl_ms = int(ttl_s * 1000)
+        if ttl_ms <= 0:  # nothing to store, but a lock is still released
+            return (self._unlock, [unlock[0]], [unlock[1]]) if unlock is not None else None
+        if unlock is not None:
+            return self._set_and_unlock, [key, unlock[0]], [value, ttl_ms, unlock[1]]
+        return self._set, [key], [value, ttl_ms]
 
     async def unlock(self, key: str, token: str) -> None:
         await self._endpoint.call(lambda client: self._unlock(keys=[key], args=[token], client=client))

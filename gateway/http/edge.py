@@ -86,13 +86,14 @@ class RequestIdEdge:
         request_id = given.decode() if given is not None and _CLIENT_ID.match(given) else f"req_{random_hex(32)}"
         scope["ultra.request_id"] = request_id
         extra = [(b"x-request-id", request_id.encode())]
+        app = self.routes.get(scope["path"], self.app)
         if not self.tracing.enabled:
             parent = next((v for k, v in headers if k == b"traceparent"), b"")
             trace_id = trace_id_from_traceparent(parent.decode("latin-1"))
             if trace_id is not None:  # no tracing here, but the caller's trace continues through us
                 scope["ultra.trace_id"] = trace_id
                 extra.append((b"x-ultra-trace-id", trace_id.encode()))
-            await self.routes.get(scope["path"], self.app)(scope, receive, self._sender(send, extra, None, status))
+            await app(scope, receive, self._sender(send, extra, None, status))
             return
         method = scope["method"]
         route = route_template(scope["path"])
@@ -110,7 +111,7 @@ class RequestIdEdge:
             trace_id = format(span.get_span_context().trace_id, "032x")
             scope["ultra.trace_id"] = trace_id
             extra.append((b"x-ultra-trace-id", trace_id.encode()))
-            await self.routes.get(scope["path"], self.app)(scope, receive, self._sender(send, extra, span, status))
+            await app(scope, receive, self._sender(send, extra, span, status))
 
     @staticmethod
     def _sender(send: Send, extra: list[tuple[bytes, bytes]], span: Any, status: list[int]) -> Send:

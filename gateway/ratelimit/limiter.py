@@ -137,12 +137,18 @@ class RateLimiter:
         """`settle`, in the background and batched (gateway/core/batch.py): the settlements queued within
         `SETTLE_BATCH_S` go to each backend together, one Redis round trip for all of them. Meanwhile the
         estimate stays charged, as it was while the request ran."""
+        if (queued := self._settlement(ticket, actual_tokens)) is not None:
+            self._settlements.add(queued)
+
+    @staticmethod
+    def _settlement(ticket: Ticket, actual_tokens: int | None) -> tuple[LimiterBackend, Settlement] | None:
+        """What settling `ticket` means, once: None if it was settled already or there is nothing to settle."""
         if ticket.settled:
-            return
+            return None
         ticket.settled = True
         if ticket.backend is None or not ticket.token_checks or actual_tokens is None:
-            return
-        self._settlements.add((ticket.backend, Settlement(ticket.token_checks, ticket.reservation, actual_tokens)))
+            return None
+        return ticket.backend, Settlement(ticket.token_checks, ticket.reservation, actual_tokens)
 
     async def _settle_many(self, queued: list[tuple[LimiterBackend, Settlement]]) -> None:
         by_backend: dict[int, tuple[LimiterBackend, list[Settlement]]] = {}
@@ -163,18 +169,11 @@ class RateLimiter:
         await self._settlements.drain(timeout_s)
 
     async def settle(self, ticket: Ticket, actual_tokens: int | None) -> None:
-        """Charge real usage instead of the estimate. None: usage unknown (e.g. the client left mid-stream), so
-        the reservation stays charged (conservative; reference §2.4). Never raises: settlement runs after the
+        """Charge real usage instead of the estimate, now. None: usage unknown (e.g. the client left mid-stream),
+        so the reservation stays charged (conservative; reference §2.4). Never raises: settlement runs after the
         answer, and a lost settlement only leaves the estimate charged until the record expires."""
-        if ticket.settled:
-            return
-        ticket.settled = True
-        if ticket.backend is None or not ticket.token_checks or actual_tokens is None:
-            return
-        try:
-            await ticket.backend.settle(ticket.token_checks, reservation=ticket.reservation, actual=actual_tokens)
-        except ServiceUnavailable:
-            log.debug("token settlement skipped: the limiter backend is unavailable")
+        if (queued := self._settlement(ticket, actual_tokens)) is not None:
+            await self._settle_many([queued])
 
     async def ping(self) -> bool:
         return await self.backend.ping()

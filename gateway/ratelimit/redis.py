@@ -16,9 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
-
 from gateway._redis import RedisEndpoint
 from gateway.ratelimit.base import Settlement
 from gateway.ratelimit.policy import Check, Outcome
@@ -124,27 +121,8 @@ class RedisLimiter:
         return None if reserved < 0 else reserved
 
     async def settle_many(self, settlements: Sequence[Settlement]) -> None:
-        if len(settlements) == 1:
-            checks, reservation, actual = settlements[0]
-            await self.settle(checks, reservation=reservation, actual=actual)
-            return
-
-        async def pipelined(client: Redis) -> None:
-            # Not a transaction: each script is atomic by itself, and the batch only saves round trips. EVALSHA
-            # directly (a registered script would add a SCRIPT EXISTS round trip to every batch); the admissions
-            # load the script, and if Redis lost it (a restart), each settlement goes alone, which reloads it.
-            pipe = client.pipeline(transaction=False)
-            for checks, reservation, actual in settlements:
-                keys, args = self._settle_args(checks, reservation, actual)
-                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-            try:
-                await pipe.execute()
-            except NoScriptError:
-                for checks, reservation, actual in settlements:
-                    keys, args = self._settle_args(checks, reservation, actual)
-                    await self._script(keys=keys, args=args, client=client)
-
-        await self._endpoint.call(pipelined)
+        calls = [(self._script, *self._settle_args(c, reservation, actual)) for c, reservation, actual in settlements]
+        await self._endpoint.run_scripts(calls)
 
     async def ping(self) -> bool:
         return await self._endpoint.ping()

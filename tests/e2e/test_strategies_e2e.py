@@ -5,27 +5,19 @@ synthesis request carries every candidate answer."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import openai
 import pytest
 
+from gateway.settings import BUILTIN_ALIASES
 from tests._gateway_process import GatewayProcess
 from tests.fakes.openai_upstream import FakeOpenAI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
-ALIASES = [
-    "ultra-simple",
-    "ultra-parallel",
-    "ultra-waterfall",
-    "ultra-balanced",
-    "ultra-adaptive",
-    "ultra-cost",
-    "ultra-quality",
-    "ultra-speed",
-    "ultra-race",
-    "ultra-moa-2",
-]
+ALIASES = [*BUILTIN_ALIASES, "ultra-race", "ultra-moa-2"]  # the built-ins and two configured here
 
 
 @pytest.fixture(scope="module")
@@ -34,28 +26,35 @@ def fake() -> Iterator[FakeOpenAI]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def client(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
-    config = tmp_path_factory.mktemp("strategies") / "gateway.yaml"
+@contextmanager
+def serving(fake: FakeOpenAI, config: Path, total_s: int, rest: str) -> Iterator[openai.OpenAI]:
+    """The gateway as a subprocess with one provider `up` on the fake, and an SDK client for it."""
     config.write_text(f"""
 providers:
   - name: up
     kind: openai
     base_url: {fake.url}
     max_retries: 0
-    timeout: {{connect_s: 2, read_s: 5, total_s: 10}}
-    models:
-      - {{id: echo, input_cost_per_mtok: 0.5, output_cost_per_mtok: 1, quality: 0.7}}
-      - {{id: slow-300, input_cost_per_mtok: 2, output_cost_per_mtok: 4, quality: 0.9}}
-      - {{id: slow-3000, input_cost_per_mtok: 1, output_cost_per_mtok: 1, quality: 0.6}}
-      - {{id: status-500, input_cost_per_mtok: 0.1, output_cost_per_mtok: 0.1, quality: 0.5}}
-strategies:
-  ultra-race: {{kind: parallel, candidates: [up/echo, up/slow-3000], initial_width: 2}}
-  ultra-moa-2: {{kind: simple, candidates: [up/echo, up/slow-300], lead: up/slow-300, analysis: false}}
+    timeout: {{connect_s: 2, read_s: 5, total_s: {total_s}}}
+{rest}
 cache: {{enabled: false}}
 """)
     with GatewayProcess(config) as gateway:
         yield openai.OpenAI(base_url=gateway.base_url + "/v1", api_key="unused", max_retries=0, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+    models = """    models:
+      - {id: echo, input_cost_per_mtok: 0.5, output_cost_per_mtok: 1, quality: 0.7}
+      - {id: slow-300, input_cost_per_mtok: 2, output_cost_per_mtok: 4, quality: 0.9}
+      - {id: slow-3000, input_cost_per_mtok: 1, output_cost_per_mtok: 1, quality: 0.6}
+      - {id: status-500, input_cost_per_mtok: 0.1, output_cost_per_mtok: 0.1, quality: 0.5}
+strategies:
+  ultra-race: {kind: parallel, candidates: [up/echo, up/slow-3000], initial_width: 2}
+  ultra-moa-2: {kind: simple, candidates: [up/echo, up/slow-300], lead: up/slow-300, analysis: false}"""
+    with serving(fake, tmp_path_factory.mktemp("strategies") / "gateway.yaml", 10, models) as sdk:
+        yield sdk
 
 
 USER = [{"role": "user", "content": "hello strategies"}]
@@ -92,19 +91,8 @@ def test_a_race_loser_is_cancelled_and_its_upstream_request_closed(client: opena
 @pytest.fixture(scope="module")
 def drip_client(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
     """A gateway of its own: in the main one, latency-seeking aliases would pick `drip` (its first chunk is fast)."""
-    config = tmp_path_factory.mktemp("drip") / "gateway.yaml"
-    config.write_text(f"""
-providers:
-  - name: up
-    kind: openai
-    base_url: {fake.url}
-    max_retries: 0
-    timeout: {{connect_s: 2, read_s: 5, total_s: 30}}
-    models: [{{id: drip}}]
-cache: {{enabled: false}}
-""")
-    with GatewayProcess(config) as gateway:
-        yield openai.OpenAI(base_url=gateway.base_url + "/v1", api_key="unused", max_retries=0, timeout=30)
+    with serving(fake, tmp_path_factory.mktemp("drip") / "gateway.yaml", 30, "    models: [{id: drip}]") as sdk:
+        yield sdk
 
 
 def test_a_stream_is_relayed_as_it_comes_and_a_client_leaving_closes_the_upstream(

@@ -53,10 +53,7 @@ def chat_route(gateway: Gateway) -> ASGIApp:
             if started:  # too late for an error response: the server closes the connection
                 raise
             error = exc if isinstance(exc, GatewayError) else unexpected(str(scope.get("ultra.request_id", "")), exc)
-            status, body, headers = rendered(error)
-            raw = [_JSON, (b"content-length", b"%d" % len(body)), *_encode(headers)]
-            await send({"type": "http.response.start", "status": status, "headers": raw})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
+            await _send_json(send, *rendered(error))
 
     return app
 
@@ -81,10 +78,7 @@ async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, se
     if not chat.stream:
         outcome = await gateway.complete(chat, rc)
         line["meta"] = outcome.meta
-        body = orjson.dumps(outcome.body)
-        raw = [_JSON, (b"content-length", b"%d" % len(body)), *_encode(outcome.headers)]
-        await send({"type": "http.response.start", "status": 200, "headers": raw})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        await _send_json(send, 200, orjson.dumps(outcome.body), outcome.headers)
         return
     # Open the strategy's stream before answering: a failure to start is an ordinary HTTP error with its status.
     stack = AsyncExitStack()
@@ -120,6 +114,12 @@ async def _read_request(receive: Receive, length: str | None, limit: int) -> Cha
     except orjson.JSONDecodeError:
         raise InvalidRequest("We could not parse the JSON body of your request.") from None
     return parse_chat_request(body)
+
+
+async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    raw = [_JSON, (b"content-length", b"%d" % len(body)), *_encode(headers)]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
