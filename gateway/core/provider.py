@@ -11,9 +11,9 @@ Retry, circuit breaking and telemetry are Providers that wrap another Provider (
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
@@ -34,15 +34,16 @@ class Capabilities:
 
 @dataclass(frozen=True, slots=True)
 class CallOptions:
-    """Per-call facts: the absolute deadline (time.monotonic()) and where the call comes from."""
+    """Per-call facts: the absolute deadline on `clock` and where the call comes from. The clock is the
+    request's own (injected by the builder), so a test can run a whole call on a fake clock."""
 
     deadline: float
     request_id: str = ""
     role: str = "attempt"
-    extra_headers: dict[str, str] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
 
     def remaining(self) -> float:
-        return self.deadline - time.monotonic()
+        return self.deadline - self.clock()
 
 
 class ChunkStream(Protocol):

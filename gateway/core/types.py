@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -267,7 +267,6 @@ class ChatRequest:
     model: str
     stream: bool = False
     include_usage: bool = False
-    extra_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -281,7 +280,7 @@ class ChatRequest:
     def with_messages(self, messages: list[dict[str, Any]], **overrides: Any) -> ChatRequest:
         """A new request with other messages (and fields), e.g. the synthesis prompt of a strategy."""
         body = {**self.body, "messages": messages, **overrides}
-        return ChatRequest(body, self.model, self.stream, self.include_usage, self.extra_headers)
+        return ChatRequest(body, self.model, self.stream, self.include_usage)
 
 
 def parse_chat_request(body: Any) -> ChatRequest:

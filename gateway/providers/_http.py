@@ -169,12 +169,11 @@ class HttpProvider:
         self, request: ChatRequest, model: str, options: CallOptions, stream: bool
     ) -> aiohttp.ClientResponse:
         call = self.dialect.build(request, model=model, stream=stream)
-        headers = {**call.headers, **options.extra_headers} if options.extra_headers else call.headers
         try:
             return await self._client().post(
                 self._base + call.path,
                 data=call.body,
-                headers=headers or None,
+                headers=call.headers or None,
                 params=call.params or None,
                 timeout=self._timeout(options),
             )
