@@ -4,6 +4,7 @@ resilience layers (STYLE 8), and one Deployment per configured model."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from opentelemetry.trace import Tracer
 
@@ -26,7 +27,7 @@ ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 
 
-def build_provider(config: ProviderSettings) -> Provider:
+def build_provider(config: ProviderSettings, env: Mapping[str, str]) -> Provider:
     """The bare adapter for one provider entry (no wrappers)."""
     if config.kind == "mock":
         models = {
@@ -39,7 +40,7 @@ def build_provider(config: ProviderSettings) -> Provider:
             for m in config.models
         }
         return MockProvider(config.name, models)
-    secret = config.api_key()
+    secret = config.api_key(env)
     if config.api_key_env and secret is None:
         log.warning(
             "provider %s: environment variable %s is not set; calls will go unauthenticated",
@@ -47,7 +48,7 @@ def build_provider(config: ProviderSettings) -> Provider:
             config.api_key_env,
         )
     api_key = secret.get_secret_value() if secret is not None else None
-    timeouts = Timeouts(config.timeout.connect_s, config.timeout.read_s, config.timeout.total_s)
+    timeouts = Timeouts(config.timeout.connect_s, config.timeout.read_s)
     dialect: Dialect
     if config.kind == "openai":
         assert config.base_url is not None  # validated by ProviderSettings
@@ -76,11 +77,11 @@ def build_provider(config: ProviderSettings) -> Provider:
     )
 
 
-def build_pool(settings: Settings, *, tracer: Tracer | None = None) -> ProviderPool:
+def build_pool(settings: Settings, env: Mapping[str, str], *, tracer: Tracer | None = None) -> ProviderPool:
     """With a tracer, each attempt (inside the retries, so every retry) gets its own CLIENT span."""
     deployments = []
     for config in settings.providers:
-        adapter = build_provider(config)
+        adapter = build_provider(config, env)
         if tracer is not None:
             adapter = InstrumentedProvider(
                 adapter, tracer, base_url=config.base_url, capture_content=settings.telemetry.capture_content

@@ -135,8 +135,8 @@ class ProviderSettings(_Strict):
             raise ValueError("model ids must be unique within a provider")
         return self
 
-    def api_key(self) -> SecretStr | None:
-        value = os.environ.get(self.api_key_env) if self.api_key_env else None
+    def api_key(self, env: Mapping[str, str]) -> SecretStr | None:
+        value = env.get(self.api_key_env) if self.api_key_env else None
         return SecretStr(value) if value else None
 
 

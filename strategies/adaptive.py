@@ -1,7 +1,7 @@
 """`ultra-adaptive`: chooses a strategy per request and learns which works best per kind of request.
 
 Context bucket = prompt size (short/long) x tools x stream x task hint (code, math or chat, from the last user
-message). The `x-ultra-priority: cost|quality|speed` header picks directly. Otherwise arms that do not fit are
+message). The `priority` hint (cost, quality or speed) picks directly. Otherwise arms that do not fit are
 removed (tools: no synthesis strategies, since synthesised text cannot stand in for tool calls; high in-flight
 load or open breakers: no fan-out strategies), and Thompson sampling over Beta posteriors per bucket picks one.
 Each outcome is rewarded from what actually happened: 0 on failure, else
@@ -70,9 +70,9 @@ class Adaptive:
 
     def choose(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> tuple[str, str, str]:
         bucket = self.bucket(request)
-        priority = ctx.hints.get("x-ultra-priority", "").strip().lower()
+        priority = ctx.hints.get("priority", "").strip().lower()
         if priority in ("cost", "quality", "speed") and priority in self.arms:
-            return priority, bucket, f"x-ultra-priority: {priority}"
+            return priority, bucket, f"priority: {priority}"
         candidates = list(self.arms)
         why = []
         if request.has_tools:

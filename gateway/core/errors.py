@@ -26,7 +26,9 @@ Messages never contain secrets: upstream bodies are summarised, and nothing here
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "GatewayError",
     "InternalError",
     "InvalidRequest",
+    "LimitState",
     "MethodNotAllowed",
     "ModelNotAllowed",
     "ModelNotFound",
@@ -48,6 +51,7 @@ __all__ = [
     "UpstreamRateLimited",
     "UpstreamStatusError",
     "UpstreamTimeout",
+    "format_duration",
 ]
 
 
@@ -66,7 +70,6 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
-        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -74,7 +77,6 @@ class GatewayError(Exception):
         if code is not None:
             self.code = code
         self.retry_after = retry_after
-        self.headers: dict[str, str] = headers or {}
 
     def to_body(self) -> dict[str, Any]:
         """The OpenAI error object: `{"error": {message, type, param, code}}`, all four keys present."""
@@ -109,6 +111,10 @@ class MethodNotAllowed(GatewayError):
     type = "invalid_request_error"
     code = "method_not_allowed"
 
+    def __init__(self, message: str, *, allowed: Sequence[str]) -> None:
+        super().__init__(message)
+        self.allowed = tuple(allowed)
+
 
 class PayloadTooLarge(GatewayError):
     status = 413
@@ -116,10 +122,46 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """Where one dimension (requests or tokens) of a caller's binding limit stands after a decision."""
+
+    limit: int
+    remaining: int
+    reset_s: float
+
+
+def format_duration(seconds: float) -> str:
+    """Go's `time.Duration.String()` at millisecond precision, as OpenAI's reset headers: `0s`, `12ms`, `1.5s`,
+    `6m0s`, `1h2m3s`."""
+    ms = max(0, math.ceil(seconds * 1000 - 1e-9))
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    whole, frac = divmod(rest, 1000)
+    secs = f"{whole}.{frac:03d}".rstrip("0").rstrip(".") if frac else str(whole)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
 class RateLimited(GatewayError):
+    """The gateway's own limits refused the request; `limits` is the state per dimension for the client."""
+
     status = 429
     type = "rate_limit_exceeded"
     code = "rate_limit_exceeded"
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, limits: Mapping[str, LimitState] | None = None
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.limits: Mapping[str, LimitState] = limits or {}
 
 
 class InternalError(GatewayError):

@@ -1,5 +1,5 @@
 """Chunks ⇄ responses: accumulate a stream into a completion, replay a completion as chunks, and keep
-tool-call deltas in the shape the OpenAI SDK expects (reference/openai-chat-completions.md §5.3)."""
+tool-call deltas in the shape the OpenAI SDK expects (docs/api.md, "Streams")."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from typing import Any
 
 from gateway.core.types import ChatResponse, Chunk, Usage
 
-__all__ = ["StreamAccumulator", "ToolCallDeltaNormalizer", "response_to_chunks", "usage_chunk"]
+__all__ = [
+    "ClientChunks",
+    "StreamAccumulator",
+    "ToolCallDeltaNormalizer",
+    "finish_stream",
+    "replay",
+    "response_to_chunks",
+    "usage_chunk",
+]
 
 
 class StreamAccumulator:
@@ -110,7 +118,8 @@ def _merge_tool_call(calls: list[dict[str, Any]], fragment: dict[str, Any]) -> N
 
 class ToolCallDeltaNormalizer:
     """Strips `id`, `type` and `function.name` from every tool-call fragment after the first one per
-    (choice, index): some upstreams repeat them, and the SDK then concatenates them (§5.3 rule 4)."""
+    (choice, index): some upstreams repeat them, and the SDK, which merges fragments by index, would then
+    concatenate them."""
 
     __slots__ = ("_seen",)
 
@@ -191,3 +200,64 @@ def response_to_chunks(response: ChatResponse, *, include_usage: bool = False) -
     if include_usage and usage is not None:
         chunks.append(usage_chunk(base, usage))
     return chunks
+
+
+class ClientChunks:
+    """Turns a strategy's chunks into the client's: the model name the client asked for, SDK-shaped tool-call
+    deltas, no upstream usage chunks (usage is summed over every call and sent once, at the end), and the
+    finish chunks held back so the final account can ride on the last chunk. With `accumulate`, the stream is
+    also folded into one `chat.completion` (for the cache).
+
+    `feed` returns what to send now; `tail` what to send once the strategy's stream has ended."""
+
+    __slots__ = ("_accumulator", "_held", "_model", "_normalize")
+
+    def __init__(self, model: str, *, accumulate: bool) -> None:
+        self._model = model
+        self._accumulator = StreamAccumulator() if accumulate else None
+        self._normalize = ToolCallDeltaNormalizer()
+        self._held: list[Chunk] = []
+
+    def feed(self, chunk: Chunk) -> list[Chunk]:
+        choices = chunk.get("choices")
+        if not choices:
+            return []  # an upstream usage chunk
+        chunk["model"] = self._model
+        chunk.pop("usage", None)
+        self._normalize(chunk)
+        if self._accumulator is not None:
+            self._accumulator.add(chunk)
+        if any(c.get("finish_reason") is not None for c in choices):
+            self._held.append(chunk)
+            return []
+        if self._held:
+            out, self._held = [*self._held, chunk], []
+            return out
+        return [chunk]
+
+    def answer(self) -> ChatResponse | None:
+        """The whole answer, when accumulating and the stream ended with a finish reason on every choice."""
+        if self._accumulator is None or not self._accumulator.complete:
+            return None
+        return self._accumulator.response()
+
+    def tail(self, usage: Usage | None, metadata: dict[str, Any] | None) -> list[Chunk]:
+        """The held finish chunks, the usage chunk (when `usage` is given) and `ultra` metadata on the last."""
+        return finish_stream(self._held, self._model, usage, metadata)
+
+
+def finish_stream(held: list[Chunk], model: str, usage: Usage | None, metadata: dict[str, Any] | None) -> list[Chunk]:
+    tail = list(held)
+    if usage is not None:
+        template = tail[-1] if tail else {"model": model}
+        tail.append(usage_chunk({**template, "model": model}, usage))
+    if tail and metadata is not None:
+        tail[-1]["ultra"] = metadata
+    return tail
+
+
+def replay(response: ChatResponse, usage: Usage | None, metadata: dict[str, Any] | None) -> list[Chunk]:
+    """A stored answer as the chunks of a stream: role and content, finish, usage when given, metadata last."""
+    chunks = response_to_chunks(response)
+    body = chunks[:-1] if chunks else []
+    return [*body, *finish_stream(chunks[-1:], str(response.data.get("model", "")), usage, metadata)]

@@ -1,6 +1,6 @@
 """`create_app(settings)`: the Litestar application; the only place that assembles the HTTP layer.
 
-Nothing happens at import time (STYLE "not to imitate"): the uvicorn worker factory `app_from_env` reads the
+Nothing happens at import time: the uvicorn worker factory `app_from_env` reads the
 config path from `ULTRA_CONFIG` (set by the CLI, which has already validated the file).
 """
 
@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 
+from gateway.builder import build_gateway
 from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.routes.chat import chat_route
@@ -26,7 +27,7 @@ __all__ = ["app_from_env", "create_app", "prepare_process"]
 
 
 def create_app(settings: Settings, *, gateway: Gateway | None = None) -> RequestIdEdge:
-    service = gateway or Gateway(settings)
+    service = gateway or build_gateway(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

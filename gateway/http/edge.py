@@ -1,5 +1,5 @@
 """The outermost ASGI layer: gives every HTTP request an id and puts `x-request-id` on every response, including
-the framework's own 404s and errors (reference/openai-chat-completions.md §8); opens the HTTP SERVER span
+the framework's own 404s and errors (as OpenAI does); opens the HTTP SERVER span
 (named by route template, never the raw path, and one span per request, not per SSE chunk) continuing an
 incoming `traceparent`, and returns the trace id in `x-ultra-trace-id`."""
 
@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from gateway.core.types import random_hex
+from gateway.http.state import RequestState, state_of
 from gateway.telemetry.access import access_line
 from gateway.telemetry.tracing import Tracing, fail, trace_id_from_traceparent
 
@@ -31,17 +32,18 @@ _PROPAGATION = (b"traceparent", b"tracestate", b"baggage")
 
 def _access_line(scope: Scope, status: int, started: float) -> str:
     """One JSON line: who (the key's name, never the key), what, how it went, what it cost."""
-    info = scope.get("ultra.log") or {}
-    meta = info.get("meta")
+    state = state_of(scope)
+    principal = state.principal
+    meta = state.meta
     line: dict[str, Any] = {
-        "request_id": scope.get("ultra.request_id"),
-        "trace_id": scope.get("ultra.trace_id"),
+        "request_id": state.request_id,
+        "trace_id": state.trace_id,
         "method": scope["method"],
         "route": route_template(scope["path"]),
         "status": status,
         "latency_ms": round((time.monotonic() - started) * 1000, 2),
-        "key": info.get("key"),
-        "model": info.get("model"),
+        "key": None if principal is None or principal.anonymous else principal.name,
+        "model": state.model,
     }
     if meta is not None:
         line["strategy"] = meta.chosen_strategy or meta.strategy
@@ -60,13 +62,12 @@ def route_template(path: str) -> str | None:
 
 
 class RequestIdEdge:
-    def __init__(self, app: Any, tracing: Tracing | None = None, routes: Mapping[str, ASGIApp] | None = None) -> None:
-        self.app: ASGIApp = app
-        self.tracing = tracing or Tracing(None)
-        self.routes = dict(routes or {})  # paths served by a raw ASGI app instead of `app`
+    """`app` serves every path but those in `routes` (raw ASGI apps, called directly)."""
 
-    def __getattr__(self, name: str) -> Any:  # the wrapped Litestar app's attributes (state, plugins...)
-        return getattr(self.app, name)
+    def __init__(self, app: Any, tracing: Tracing | None = None, routes: Mapping[str, ASGIApp] | None = None) -> None:
+        self.app: ASGIApp = app  # a Litestar app (whose own scope types are narrower than this module's)
+        self.tracing = tracing or Tracing(None)
+        self.routes = dict(routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -84,14 +85,14 @@ class RequestIdEdge:
         headers = scope["headers"]
         given = next((v for k, v in headers if k == b"x-request-id"), None)
         request_id = given.decode() if given is not None and _CLIENT_ID.match(given) else f"req_{random_hex(32)}"
-        scope["ultra.request_id"] = request_id
+        state = RequestState(request_id).attach(scope)
         extra = [(b"x-request-id", request_id.encode())]
         app = self.routes.get(scope["path"], self.app)
         if not self.tracing.enabled:
             parent = next((v for k, v in headers if k == b"traceparent"), b"")
             trace_id = trace_id_from_traceparent(parent.decode("latin-1"))
             if trace_id is not None:  # no tracing here, but the caller's trace continues through us
-                scope["ultra.trace_id"] = trace_id
+                state.trace_id = trace_id
                 extra.append((b"x-ultra-trace-id", trace_id.encode()))
             await app(scope, receive, self._sender(send, extra, None, status))
             return
@@ -109,7 +110,7 @@ class RequestIdEdge:
         with self.tracing.server_span(f"{method} {route}" if route else method, carrier, attributes) as span:
             assert span is not None
             trace_id = format(span.get_span_context().trace_id, "032x")
-            scope["ultra.trace_id"] = trace_id
+            state.trace_id = trace_id
             extra.append((b"x-ultra-trace-id", trace_id.encode()))
             await app(scope, receive, self._sender(send, extra, span, status))
 

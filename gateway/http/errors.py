@@ -1,11 +1,10 @@
-"""The one place that turns exceptions into OpenAI error responses (STYLE 6): our error tree, Litestar's own
+"""The one place that turns exceptions into OpenAI error responses: our error tree, Litestar's own
 HTTP exceptions (404 for unknown paths, 405, 413) and anything unexpected (500, no stack trace, the request id).
 Litestar's routes get them through EXCEPTION_HANDLERS; the raw chat route sends `rendered(...)` itself."""
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import orjson
@@ -13,6 +12,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from gateway.core.errors import GatewayError, InternalError, PayloadTooLarge
+from gateway.http.render import error_headers
+from gateway.http.state import state_of
 
 __all__ = ["EXCEPTION_HANDLERS", "error_event", "render", "rendered", "unexpected"]
 
@@ -21,17 +22,9 @@ log = logging.getLogger("ultra_gateway")
 _FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
-def _headers(error: GatewayError) -> dict[str, str]:
-    headers = dict(error.headers)
-    if error.retry_after is not None:
-        headers.setdefault("retry-after", str(max(1, math.ceil(error.retry_after))))
-        headers.setdefault("retry-after-ms", str(int(error.retry_after * 1000)))
-    return headers
-
-
 def rendered(error: GatewayError) -> tuple[int, bytes, dict[str, str]]:
     """Status, JSON body and headers of an error response: for Litestar's handlers and the raw chat route."""
-    return error.status, orjson.dumps(error.to_body()), _headers(error)
+    return error.status, orjson.dumps(error.to_body()), error_headers(error)
 
 
 def render(error: GatewayError) -> Response[bytes]:
@@ -42,15 +35,6 @@ def render(error: GatewayError) -> Response[bytes]:
 def error_event(error: GatewayError) -> bytes:
     """The in-band SSE error event for a failure after the stream has started; the OpenAI SDK raises on it."""
     return b"data: " + orjson.dumps(error.to_body()) + b"\n\n"
-
-
-def request_id_of(request: Request[Any, Any, Any]) -> str:
-    return str(request.scope.get("ultra.request_id", ""))  # type: ignore[call-overload,unused-ignore]
-
-
-def trace_id_of(request: Request[Any, Any, Any]) -> str | None:
-    value = request.scope.get("ultra.trace_id")  # type: ignore[call-overload,unused-ignore]
-    return value if isinstance(value, str) else None
 
 
 def internal(request_id: str) -> InternalError:
@@ -78,7 +62,7 @@ def unexpected(request_id: str, exc: Exception) -> InternalError:
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    return render(unexpected(request_id_of(request), exc))
+    return render(unexpected(state_of(request.scope).request_id, exc))  # type: ignore[arg-type]
 
 
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {

@@ -21,6 +21,7 @@ from typing import Protocol
 import aiohttp
 
 from gateway.core.errors import (
+    ServiceUnavailable,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamProtocolError,
@@ -79,9 +80,10 @@ class Dialect(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
+    """Per-attempt socket timeouts; the bound on a whole call (retries included) is the retry layer's."""
+
     connect_s: float = 5.0
     read_s: float = 60.0
-    total_s: float = 120.0
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
@@ -139,10 +141,14 @@ class HttpProvider:
         self._headers = {**dialect.default_headers(), **(headers or {})}
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def _client(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the running loop (each uvicorn worker has its own); closed by aclose().
-        if self._session is None or self._session.closed:
+        # Created on first use, inside the running loop (each uvicorn worker has its own); closed by aclose(),
+        # after which the provider refuses to send rather than quietly opening a new pool.
+        if self._closed:
+            raise ServiceUnavailable(f"{self.name}: the provider has been closed (the gateway is shutting down)")
+        if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -217,6 +223,7 @@ class HttpProvider:
                 response.close()  # abandoned mid-stream (loser, client gone, error): drop the connection
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.core.batch import Batcher
-from gateway.core.errors import ServiceUnavailable
+from gateway.core.errors import LimitState, ServiceUnavailable
 from gateway.core.types import random_hex
 from gateway.ratelimit.base import LimiterBackend, Settlement
 from gateway.ratelimit.memory import MemoryLimiter
@@ -43,7 +43,7 @@ def key_rule(name: str, *, rpm: int | None, tpm: int | None) -> LimitRule | None
 
 @dataclass(slots=True)
 class Ticket:
-    """An admitted request: the headers to send, and what settlement needs. Settle exactly once."""
+    """An admitted request: where its limits stand, and what settlement needs. Settle exactly once."""
 
     decision: Decision
     backend: LimiterBackend | None = None
@@ -53,8 +53,8 @@ class Ticket:
     settled: bool = False
 
     @property
-    def headers(self) -> dict[str, str]:
-        return self.decision.headers()
+    def limits(self) -> dict[str, LimitState]:
+        return self.decision.limits()
 
 
 class RateLimiter:

@@ -1,28 +1,26 @@
-"""Which limits apply to a request, what they cost, and what the client is told about them (SPEC §7).
+"""Which limits apply to a request, what they cost, and what the client is told about them.
 
 A request is checked against up to three scopes at once — its API key, its model or alias (a configured glob),
 and the whole gateway — each with a `requests` and a `tokens` dimension per minute. All of them are checked and
 committed together (all or none), so a request refused on tokens does not burn a request slot.
 
 Tokens are reserved from an estimate before the call and settled with real usage after it
-(reference/redis-patterns.md §2.4): `estimate_tokens` is deliberately pessimistic (bytes/3 for the prompt plus
+(docs/design.md, rate limits): `estimate_tokens` is deliberately pessimistic (bytes/3 for the prompt plus
 the output cap), settlement refunds the difference.
 
-Headers follow reference/openai-chat-completions.md §8: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`
-with Go-style durations (`12ms`, `1s`, `6m0s`), and on 429 `retry-after` (whole seconds, rounded up) and
-`retry-after-ms`. For each dimension the headers describe the binding limit: the one with the least remaining.
+What the client is told is typed (`LimitState` per dimension: the binding limit, the one with the least
+remaining); the HTTP edge renders it as OpenAI's `x-ratelimit-*` headers.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
 
-from gateway.core.errors import InvalidRequest, RateLimited
+from gateway.core.errors import InvalidRequest, LimitState, RateLimited, format_duration
 from gateway.ratelimit._gcra import Rate
 
 __all__ = [
@@ -101,17 +99,15 @@ class Decision:
     def retry_after_s(self) -> float:
         return max((o.retry_us for o in self.denied), default=0) / 1_000_000
 
-    def headers(self) -> dict[str, str]:
-        """`x-ratelimit-*` for each dimension, from the binding check (least remaining)."""
-        out: dict[str, str] = {}
+    def limits(self) -> dict[str, LimitState]:
+        """Each dimension's binding check (the one with the least remaining), as the client is told it."""
+        out: dict[str, LimitState] = {}
         for dimension in ("requests", "tokens"):
             mine = [o for o in self.outcomes if o.check.dimension == dimension]
             if not mine:
                 continue
             binding = min(mine, key=lambda o: (o.allowed, o.remaining, -o.reset_us))
-            out[f"x-ratelimit-limit-{dimension}"] = str(binding.check.rate.limit)
-            out[f"x-ratelimit-remaining-{dimension}"] = str(binding.remaining)
-            out[f"x-ratelimit-reset-{dimension}"] = format_duration(binding.reset_us / 1_000_000)
+            out[dimension] = LimitState(binding.check.rate.limit, binding.remaining, binding.reset_us / 1_000_000)
         return out
 
     def error(self) -> RateLimited:
@@ -125,29 +121,7 @@ class Decision:
             f"Limit {check.rate.limit}, Remaining {worst.remaining}, Requested {check.cost}. "
             f"Please try again in {format_duration(wait_s)}."
         )
-        headers = self.headers()
-        headers["retry-after-ms"] = str(math.ceil(wait_s * 1000))
-        headers["retry-after"] = str(max(1, math.ceil(wait_s)))
-        return RateLimited(message, retry_after=wait_s, headers=headers)
-
-
-def format_duration(seconds: float) -> str:
-    """Go's `time.Duration.String()` at millisecond precision, as OpenAI's reset headers: `0s`, `12ms`, `1.5s`,
-    `6m0s`, `1h2m3s`."""
-    ms = max(0, math.ceil(seconds * 1000 - 1e-9))
-    if ms == 0:
-        return "0s"
-    if ms < 1000:
-        return f"{ms}ms"
-    hours, rest = divmod(ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    whole, frac = divmod(rest, 1000)
-    secs = f"{whole}.{frac:03d}".rstrip("0").rstrip(".") if frac else str(whole)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
+        return RateLimited(message, retry_after=wait_s, limits=self.limits())
 
 
 def _output_cap(body: Mapping[str, Any], default_output_tokens: int) -> int:

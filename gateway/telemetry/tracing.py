@@ -1,4 +1,4 @@
-"""Tracing from the standard OTEL_* environment (reference/otel-genai.md §8), and nothing at all without it.
+"""Tracing from the standard OTEL_* environment, and nothing at all without it.
 
 Enabled when `OTEL_TRACES_EXPORTER` is `otlp` or `console`, or an OTLP endpoint variable is set, and
 `OTEL_SDK_DISABLED` is not `true`. Export is OTLP/HTTP protobuf (the exporter reads OTEL_EXPORTER_OTLP_* itself)
@@ -76,11 +76,12 @@ class Tracing:
         # shows in the loop's p99. Measured at 200 req/s with Redis and tracing on (added p99): 512 spans 10-14 ms,
         # 128 spans 4-9 ms, 32 spans 3.5-5 ms but ~10 % fewer requests per CPU-second (one POST per 32 spans).
         batch = None if env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") else 128
-        return cls.with_processor(BatchSpanProcessor(exporter, max_export_batch_size=batch), service_name)
+        processor = BatchSpanProcessor(exporter, max_export_batch_size=batch)
+        return cls.with_processor(processor, env.get("OTEL_SERVICE_NAME") or service_name)
 
     @classmethod
     def with_processor(cls, processor: SpanProcessor, service_name: str) -> Tracing:
-        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service_name})
+        resource = Resource.create({"service.name": service_name})
         provider = TracerProvider(resource=resource)
         provider.add_span_processor(processor)
         return cls(provider)

@@ -9,11 +9,11 @@ import orjson
 import pytest
 from litestar.testing import AsyncTestClient
 
+from gateway.builder import build_gateway
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.provider import CallOptions, Capabilities
 from gateway.core.types import ChatRequest, ChatResponse
 from gateway.http.app import create_app
-from gateway.service import Gateway
 from gateway.settings import parse_settings
 
 CONFIG = """
@@ -169,7 +169,7 @@ class _Broken:
 async def test_a_bug_is_a_500_naming_only_the_request_id(stream: bool, caplog: pytest.LogCaptureFixture) -> None:
     settings = parse_settings(CONFIG, env={})
     pool = ProviderPool([Deployment(_Broken(), "bug")])  # type: ignore[arg-type]
-    app = create_app(settings, gateway=Gateway(settings, pool=pool))
+    app = create_app(settings, gateway=build_gateway(settings, pool=pool))
     async with AsyncTestClient(app=app) as client:  # type: ignore[arg-type]
         response = await client.post(
             "/v1/chat/completions", json={"model": "broken/bug", "messages": USER, "stream": stream}

@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from gateway.builder import build_gateway
 from gateway.http.app import create_app
 from gateway.service import Gateway
 from gateway.settings import parse_settings
@@ -48,7 +49,7 @@ class Client(httpx.AsyncClient):
 
 async def client_for(config: str) -> AsyncIterator[Client]:
     settings = parse_settings(config, env={})
-    gateway = Gateway(settings)
+    gateway = build_gateway(settings)
     app = create_app(settings, gateway=gateway)
     await gateway.start()  # what the lifespan does (ASGITransport does not run it)
     try:
@@ -67,10 +68,10 @@ async def client() -> AsyncIterator[Client]:
 
 async def settled(client: Client) -> None:
     """Wait (bounded) for background work (token settlement, cache stores) to land."""
-    gateway = client.gateway
+    pipeline = client.gateway.pipeline
     async with asyncio.timeout(5):
-        while (gateway.cache is not None and gateway.cache.busy) or (
-            gateway.limiter is not None and gateway.limiter.busy
+        while (pipeline.cache is not None and pipeline.cache.busy) or (
+            pipeline.limiter is not None and pipeline.limiter.busy
         ):
             await asyncio.sleep(0.01)
 

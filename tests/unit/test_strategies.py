@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from gateway.builder import build_gateway
 from gateway.core.errors import AllProvidersFailed
 from gateway.core.stats import LiveStats
 from gateway.core.types import parse_chat_request
-from gateway.service import Gateway, RequestContext
+from gateway.pipeline import Caller
+from gateway.service import Gateway
 from gateway.settings import ConfigError, parse_settings
 from strategies._ranking import by_speed
 from strategies.adaptive import Adaptive
@@ -51,7 +53,7 @@ strategies:
 
 
 def gateway() -> Gateway:
-    return Gateway(parse_settings(FLEET, env={}))
+    return build_gateway(parse_settings(FLEET, env={}))
 
 
 def request(model: str, **extra: Any) -> Any:
@@ -62,8 +64,15 @@ def calls(outcome: Any) -> list[tuple[str, str, str]]:
     return [(c["model"], c["role"], c["status"]) for c in outcome.body["ultra"]["calls"]]
 
 
+async def started(service: Gateway) -> Gateway:
+    if not service.ready:
+        await service.start()
+    return service
+
+
 async def complete(service: Gateway, model: str, hints: dict[str, str] | None = None, **extra: Any) -> Any:
-    return await service.complete(request(model, **extra), RequestContext("req-test", hints=hints or {}))
+    pipeline = (await started(service)).pipeline
+    return await pipeline.complete(request(model, **extra), Caller("req-test", hints=hints or {}))
 
 
 async def test_waterfall_falls_over_on_error_empty_and_refusal() -> None:
@@ -75,7 +84,7 @@ async def test_waterfall_falls_over_on_error_empty_and_refusal() -> None:
         ("refuse", "rejected"),
         ("fast", "ok"),
     ]
-    assert outcome.headers["x-ultra-providers"] == "m/fast"
+    assert ",".join(outcome.meta.providers) == "m/fast"
 
 
 async def test_cost_cascade_escalates_cheapest_first_and_records_why() -> None:
@@ -106,7 +115,7 @@ async def test_parallel_race_returns_the_first_and_cancels_the_loser() -> None:
 
 async def test_parallel_width_adapts_aimd() -> None:
     service = gateway()
-    race = service.strategies["ultra-race"]
+    race = service.router.strategies["ultra-race"]
     width_before = race.current_width  # type: ignore[attr-defined]
     await complete(service, "ultra-race")
     assert race.current_width < width_before  # type: ignore[attr-defined]  # clean: multiplicative decrease
@@ -122,7 +131,7 @@ async def test_simple_synthesis_sees_every_candidate_answer() -> None:
     roles = [(m, r, s) for m, r, s in calls(outcome)]
     assert ("fail", "candidate", "error") in roles
     assert [r for _, r, _ in roles][-2:] == ["analysis", "synthesis"]
-    assert outcome.headers["x-ultra-providers"] == "m/fast,m/slow,m/wise"
+    assert ",".join(outcome.meta.providers) == "m/fast,m/slow,m/wise"
 
 
 async def test_simple_with_one_survivor_returns_it_as_is() -> None:
@@ -142,7 +151,7 @@ async def test_streaming_aliases_stream_and_account_every_call() -> None:
     service = gateway()
     for alias in ("ultra-moa", "ultra-race", "ultra-water", "ultra-cheap", "ultra-hedge", "ultra-pick"):
         chat = request(alias, stream=True, stream_options={"include_usage": True})
-        async with service.stream(chat, RequestContext("req-stream")) as outcome:
+        async with (await started(service)).pipeline.stream(chat, Caller("req-stream")) as outcome:
             chunks = [c async for c in outcome.chunks]
         text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
         assert text, alias
@@ -154,10 +163,10 @@ async def test_streaming_aliases_stream_and_account_every_call() -> None:
 
 async def test_adaptive_honours_priority_and_learns_from_outcomes() -> None:
     service = gateway()
-    outcome = await complete(service, "ultra-pick", hints={"x-ultra-priority": "cost"})
+    outcome = await complete(service, "ultra-pick", hints={"priority": "cost"})
     assert outcome.body["ultra"]["chosen_strategy"] == "cost"
-    assert outcome.body["ultra"]["reason"] == "x-ultra-priority: cost"
-    adaptive = service.strategies["ultra-pick"]
+    assert outcome.body["ultra"]["reason"] == "priority: cost"
+    adaptive = service.router.strategies["ultra-pick"]
     assert isinstance(adaptive, Adaptive)
     rewards = {arm: adaptive.posteriors.get((outcome.body["ultra"]["bucket"], arm)) for arm in ("cost",)}
     alpha, beta = rewards["cost"] or [1, 1]
@@ -178,12 +187,12 @@ async def test_adaptive_avoids_synthesis_when_tools_are_present() -> None:
 
 def test_adaptive_reward_reflects_quality_cost_and_latency() -> None:
     service = gateway()
-    adaptive = service.strategies["ultra-pick"]
+    adaptive = service.router.strategies["ultra-pick"]
     assert isinstance(adaptive, Adaptive)
     from gateway.core.types import Usage
     from strategies.base import Attempt, StrategyMeta
 
-    pool = service.pool
+    pool = service.router.pool
     cheap = StrategyMeta(
         "x", attempts=[Attempt(pool["m/fast"], "attempt", usage=Usage(10, 10))], served_by=[pool["m/fast"]]
     )
@@ -221,7 +230,7 @@ async def test_open_breakers_are_routed_around() -> None:
     for _ in range(3):
         service.live.started("m/fast")
         service.live.finished("m/fast", ok=False, latency_ms=1)
-    ranked = by_speed([service.pool["m/fast"], service.pool["m/slow"]], service.live.view)
+    ranked = by_speed([service.router.pool["m/fast"], service.router.pool["m/slow"]], service.live.view)
     assert [d.name for d in ranked] == ["m/slow", "m/fast"]  # fast's breaker is open: it goes last
     outcome = await complete(service, "ultra-hedge")  # width 1: only the best-ranked starts at once
     # slow started first: fast (5 ms) only ran because the 50 ms hedge fired while slow was still working
@@ -234,7 +243,7 @@ async def test_every_failure_is_502_listing_each_deployment() -> None:
         FLEET.replace("ultra-pick: {kind: adaptive}", "ultra-doom: {kind: waterfall, chain: [m/fail, m/empty]}"), env={}
     )
     with pytest.raises(AllProvidersFailed) as caught:
-        await Gateway(settings).complete(request("ultra-doom"), RequestContext("r"))
+        await complete(build_gateway(settings), "ultra-doom")
     assert caught.value.status == 502
     assert "m/fail" in caught.value.message
     assert "m/empty" in caught.value.message
@@ -262,14 +271,14 @@ def test_strategy_options_are_validated_at_load(options: str, error: str) -> Non
 
 def test_rng_is_injectable_for_deterministic_choices() -> None:
     service = gateway()
-    adaptive = service.strategies["ultra-pick"]
+    adaptive = service.router.strategies["ultra-pick"]
     assert isinstance(adaptive, Adaptive)
     from gateway.core.pool import ProviderPool
     from strategies.base import StrategyContext, StrategyMeta
 
     def pick(seed: int) -> str:
         ctx = StrategyContext(meta=StrategyMeta("x"), deadline=1e18, rng=random.Random(seed))
-        pool: ProviderPool = service.pool
+        pool: ProviderPool = service.router.pool
         return adaptive.choose(request("ultra-pick"), pool, ctx)[0]
 
     assert [pick(7) for _ in range(3)] == [pick(7)] * 3

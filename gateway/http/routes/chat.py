@@ -1,4 +1,4 @@
-"""`POST /v1/chat/completions`, streaming and not (SPEC §2, reference §5).
+"""`POST /v1/chat/completions`, streaming and not.
 
 The hot route is a raw ASGI app that the edge calls directly (every other route is Litestar's): it
 authenticates, reads the body and sends the answer as ASGI messages itself. Litestar's guard machinery,
@@ -21,7 +21,10 @@ from gateway.core.errors import GatewayError, InvalidRequest, MethodNotAllowed, 
 from gateway.core.types import ChatRequest, Chunk, parse_chat_request
 from gateway.http.edge import ASGIApp, Message, Receive, Scope, Send
 from gateway.http.errors import error_event, internal, rendered, unexpected
-from gateway.service import Gateway, RequestContext
+from gateway.http.render import answer_headers, encode
+from gateway.http.state import state_of
+from gateway.pipeline import CacheDirectives, Caller
+from gateway.service import Gateway
 
 __all__ = ["chat_route"]
 
@@ -52,7 +55,7 @@ def chat_route(gateway: Gateway) -> ASGIApp:
         except Exception as exc:
             if started:  # too late for an error response: the server closes the connection
                 raise
-            error = exc if isinstance(exc, GatewayError) else unexpected(str(scope.get("ultra.request_id", "")), exc)
+            error = exc if isinstance(exc, GatewayError) else unexpected(state_of(scope).request_id, exc)
             await _send_json(send, *rendered(error))
 
     return app
@@ -60,37 +63,68 @@ def chat_route(gateway: Gateway) -> ASGIApp:
 
 async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     if scope["method"] != "POST":
-        raise MethodNotAllowed("Only POST is allowed on /v1/chat/completions.", headers={"allow": "POST"})
+        raise MethodNotAllowed("Only POST is allowed on /v1/chat/completions.", allowed=("POST",))
+    state = state_of(scope)
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    principal = gateway.auth.authenticate(headers.get("authorization"))  # 401 before the body is read
+    state.principal = gateway.auth.authenticate(headers.get("authorization"))  # 401 before the body is read
     chat = await _read_request(receive, headers.get("content-length"), gateway.settings.server.max_body_bytes)
-    rc = RequestContext(
-        request_id=str(scope.get("ultra.request_id", "")),
-        trace_id=scope.get("ultra.trace_id"),
-        key_name=None if principal.anonymous else principal.name,
-        hints={k: v for k, v in headers.items() if k.startswith("x-ultra-")},
-        principal=principal,
-        cache_control=headers.get("cache-control"),
-        cache_ttl=headers.get("x-ultra-cache-ttl"),
+    state.model = chat.model
+    caller = Caller(
+        request_id=state.request_id,
+        principal=state.principal,
+        trace_id=state.trace_id,
+        hints=_hints(headers),
+        cache=_cache_directives(headers),
     )
-    line: dict[str, Any] = {"model": chat.model, "key": rc.key_name}
-    scope["ultra.log"] = line  # read by the access log in the edge
+    pipeline = gateway.pipeline
     if not chat.stream:
-        outcome = await gateway.complete(chat, rc)
-        line["meta"] = outcome.meta
-        await _send_json(send, 200, orjson.dumps(outcome.body), outcome.headers)
+        answer = await pipeline.complete(chat, caller)
+        state.meta = answer.meta
+        await _send_json(send, 200, orjson.dumps(answer.body), answer_headers(answer.meta, answer.cache, answer.limits))
         return
     # Open the strategy's stream before answering: a failure to start is an ordinary HTTP error with its status.
     stack = AsyncExitStack()
     try:
-        opened = await stack.enter_async_context(gateway.stream(chat, rc))
+        opened = await stack.enter_async_context(pipeline.stream(chat, caller))
     except BaseException:
         await stack.aclose()
         raise
-    line["meta"] = opened.meta  # complete by the time the line is written, after the stream
+    state.meta = opened.meta  # complete by the time the line is written, after the stream
     async with stack:  # closes every upstream response, also when the client went away
-        await send({"type": "http.response.start", "status": 200, "headers": [*_SSE, *_encode(opened.headers)]})
-        await _until_disconnect(_send_events(opened.chunks, send, rc.request_id), receive)
+        rendered_headers = encode(answer_headers(opened.meta, opened.cache, opened.limits))
+        await send({"type": "http.response.start", "status": 200, "headers": [*_SSE, *rendered_headers]})
+        await _until_disconnect(_send_events(opened.chunks, send, caller.request_id), receive)
+
+
+_HINT_PREFIX = "x-ultra-"
+_CACHE_TTL = "x-ultra-cache-ttl"
+
+
+def _hints(headers: dict[str, str]) -> dict[str, str]:
+    """`x-ultra-NAME: value` routing hints (e.g. `x-ultra-priority`) as {NAME: value}; the cache's own are not
+    hints."""
+    return {
+        k.removeprefix(_HINT_PREFIX): v
+        for k, v in headers.items()
+        if k.startswith(_HINT_PREFIX) and not k.startswith("x-ultra-cache")
+    }
+
+
+def _cache_directives(headers: dict[str, str]) -> CacheDirectives:
+    """`Cache-Control: no-cache` (skip the read) or `no-store` (skip read and write), and `x-ultra-cache-ttl`;
+    a malformed TTL is a 400, before any quota is spent."""
+    directives = {d.strip().lower() for d in headers.get("cache-control", "").split(",")}
+    no_store = "no-store" in directives
+    ttl: float | None = None
+    raw = headers.get(_CACHE_TTL)
+    if raw is not None:
+        try:
+            ttl = float(raw)
+        except ValueError:
+            ttl = -1.0
+        if not ttl >= 0 or ttl == float("inf"):
+            raise InvalidRequest(f"{_CACHE_TTL} must be a number of seconds >= 0", param=_CACHE_TTL)
+    return CacheDirectives(read=not (no_store or "no-cache" in directives), write=not no_store, ttl_s=ttl)
 
 
 async def _read_request(receive: Receive, length: str | None, limit: int) -> ChatRequest:
@@ -117,13 +151,9 @@ async def _read_request(receive: Receive, length: str | None, limit: int) -> Cha
 
 
 async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
-    raw = [_JSON, (b"content-length", b"%d" % len(body)), *_encode(headers)]
+    raw = [_JSON, (b"content-length", b"%d" % len(body)), *encode(headers)]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
 async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str) -> None:

@@ -1,4 +1,4 @@
-"""Liveness and readiness (SPEC §2)."""
+"""Liveness, readiness and the Prometheus exposition."""
 
 from __future__ import annotations
 
@@ -27,6 +27,6 @@ async def ready(state: State) -> Response[dict[str, Any]]:
 
 @get("/metrics", sync_to_thread=False)
 def metrics(state: State) -> Response[str]:
-    """Prometheus text exposition of the gateway's metrics (SPEC §9)."""
+    """Prometheus text exposition of the gateway's metrics."""
     gateway: Gateway = state.gateway
     return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

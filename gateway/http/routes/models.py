@@ -1,4 +1,4 @@
-"""`GET /v1/models` and `GET /v1/models/{id}` in OpenAI's list/object shapes (reference §6)."""
+"""`GET /v1/models` and `GET /v1/models/{id}` in OpenAI's list/object shapes."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _model(model_id: str) -> dict[str, Any]:
 def list_models(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
     gateway: Gateway = state.gateway
     principal = principal_of(request)  # a key sees the models it may use
-    return {"object": "list", "data": [_model(m) for m in gateway.model_ids() if principal.may_use(m)]}
+    return {"object": "list", "data": [_model(m) for m in gateway.router.model_ids() if principal.may_use(m)]}
 
 
 @get("/v1/models/{model_id:path}", sync_to_thread=False, guards=[require_key])
@@ -36,6 +36,6 @@ def retrieve_model(model_id: FromPath[str], state: State, request: Request[Any, 
     gateway: Gateway = state.gateway
     # Ids contain '/': newer SDKs percent-encode it, older ones send it raw; both arrive here.
     name = unquote(model_id).lstrip("/")
-    if name not in gateway.model_ids() or not principal_of(request).may_use(name):
+    if name not in gateway.router.model_ids() or not principal_of(request).may_use(name):
         raise ModelNotFound(f"The model '{name}' does not exist", param="model")
     return _model(name)

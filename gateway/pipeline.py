@@ -1,0 +1,330 @@
+"""The request pipeline, framework-free. One request reads as a line:
+
+    admission (authorize → route → context → cache plan → admit → cache lookup)
+      → strategy (whole answer, or a stream relayed chunk by chunk)
+      → settle (tokens actually used; the cache store happens in the background)
+
+`Pipeline.complete` and `Pipeline.stream` share the admission step and return typed outcomes: the answer (or its
+chunks), the strategy's metadata, the cache status and where the caller's limits stand. The HTTP edge renders
+those as headers; the request observer (telemetry) turns them into metrics and spans. Nothing here knows an
+HTTP header name.
+
+Cache hits get a fresh `id` and `created`, the usage the answer originally reported, no provider calls
+(`ultra.calls: []`, cost 0) and no tokens charged (the reservation is refunded); they still count against the
+requests-per-minute limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gateway.auth import ANONYMOUS, Principal
+from gateway.cache.keys import CacheKey, Scope, make_key, scope_id
+from gateway.cache.responses import Lookup, ResponseCache
+from gateway.core.errors import LimitState, UpstreamTimeout
+from gateway.core.stats import LiveStats
+from gateway.core.stream import ClientChunks, replay
+from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, new_completion_id
+from gateway.ratelimit.limiter import RateLimiter, Ticket, key_rule
+from gateway.routing import Router
+from gateway.telemetry.observer import RequestObserver
+from gateway.telemetry.tracing import use
+from strategies.base import Strategy, StrategyContext, StrategyMeta
+
+__all__ = ["Answer", "CacheDirectives", "CacheStatus", "Caller", "Pipeline", "StreamedAnswer"]
+
+CacheStatus = Literal["hit", "miss", "bypass"]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheDirectives:
+    """What the client asked of the cache: read it, write it, and for how long (None: the configured TTL)."""
+
+    read: bool = True
+    write: bool = True
+    ttl_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What the edge knows about who is asking: ids, the key (a principal, never the secret), routing hints
+    (`priority` …) and the cache directives."""
+
+    request_id: str
+    principal: Principal = ANONYMOUS
+    trace_id: str | None = None
+    hints: Mapping[str, str] = field(default_factory=dict)
+    cache: CacheDirectives = CacheDirectives()
+
+
+@dataclass(slots=True)
+class Answer:
+    body: dict[str, Any]
+    meta: StrategyMeta
+    cache: CacheStatus
+    limits: Mapping[str, LimitState]
+
+
+@dataclass(slots=True)
+class StreamedAnswer:
+    """`chunks` must be consumed inside the `Pipeline.stream` block; `meta` is final when they end."""
+
+    chunks: AsyncIterator[Chunk]
+    meta: StrategyMeta
+    cache: CacheStatus
+    limits: Mapping[str, LimitState]
+
+
+@dataclass(slots=True)
+class _Admitted:
+    """One admitted request, from the admission step to settlement."""
+
+    strategy: Strategy
+    ctx: StrategyContext
+    lookup: Lookup
+    limits: Mapping[str, LimitState]
+    in_flight: bool = False  # calls started and not seen to the end: usage unknown, keep the estimate charged
+
+
+class Pipeline:
+    def __init__(
+        self,
+        router: Router,
+        observer: RequestObserver,
+        live: LiveStats,
+        *,
+        cache: ResponseCache | None,
+        cache_scope: Scope,
+        cache_secret: bytes | None,
+        limiter: RateLimiter | None,
+        request_timeout_s: float,
+        expose_metadata: bool,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.router = router
+        self.observer = observer
+        self.live = live
+        self.cache = cache
+        self.cache_scope = cache_scope
+        self.cache_secret = cache_secret
+        self.limiter = limiter
+        self.request_timeout_s = request_timeout_s
+        self.expose_metadata = expose_metadata
+        self.clock = clock
+        self.rng = rng if rng is not None else random.Random()
+
+    # --- the two entries: whole answers and streams ------------------------------------------------------
+
+    async def complete(self, request: ChatRequest, caller: Caller) -> Answer:
+        name = self.router.strategy_name(request.model)
+        span = self.observer.start(request.model, name, False)
+        try:
+            with use(span):
+                answer = await self._complete(request, caller)
+        except BaseException as exc:
+            self.observer.failed(span, request.model, name, exc)
+            raise
+        self.observer.done(span, request.model, answer.meta, answer.cache, answer.limits)
+        return answer
+
+    @asynccontextmanager
+    async def stream(self, request: ChatRequest, caller: Caller) -> AsyncIterator[StreamedAnswer]:
+        """Entered before any byte is sent: failures while opening are ordinary errors with their status."""
+        name = self.router.strategy_name(request.model)
+        span = self.observer.start(request.model, name, True)
+        try:
+            with use(span):  # the calls made while opening are its children
+                manager = self._stream(request, caller)
+                answer = await manager.__aenter__()
+        except BaseException as exc:
+            self.observer.failed(span, request.model, name, exc)
+            raise
+        try:
+            yield answer
+        except BaseException as exc:
+            if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await manager.__aexit__(None, None, None)
+        finally:  # recorded when the stream has ended, with the final account
+            self.observer.done(span, request.model, answer.meta, answer.cache, answer.limits)
+
+    async def _complete(self, request: ChatRequest, caller: Caller) -> Answer:
+        async with self._admission(request, caller) as admitted:
+            ctx, lookup = admitted.ctx, admitted.lookup
+            if lookup.response is not None:
+                body, meta = self._from_cache(lookup.response, request, admitted.strategy)
+                if self.expose_metadata:
+                    body["ultra"] = self.metadata(meta, caller, "hit")
+                return Answer(body, meta, "hit", admitted.limits)
+            admitted.in_flight = True
+            try:
+                async with asyncio.timeout(ctx.remaining()):
+                    result = await admitted.strategy.complete(request, self.router.pool, ctx)
+            except TimeoutError:
+                admitted.in_flight = False
+                raise UpstreamTimeout("the request did not finish within its total timeout") from None
+            except asyncio.CancelledError:
+                raise  # the client left: calls in flight may still be billed
+            except BaseException:
+                admitted.in_flight = False
+                raise
+            admitted.in_flight = False
+            body = result.response.data
+            body["model"] = request.model
+            if any(a.usage is not None for a in result.meta.attempts):
+                body["usage"] = result.meta.usage.to_dict()
+            lookup.fill(body)
+            if self.expose_metadata:
+                body["ultra"] = self.metadata(result.meta, caller, lookup.status)
+            return Answer(body, result.meta, lookup.status, admitted.limits)
+
+    @asynccontextmanager
+    async def _stream(self, request: ChatRequest, caller: Caller) -> AsyncIterator[StreamedAnswer]:
+        async with self._admission(request, caller) as admitted:
+            ctx, lookup = admitted.ctx, admitted.lookup
+            if lookup.response is not None:
+                body, meta = self._from_cache(lookup.response, request, admitted.strategy)
+                response = ChatResponse(body)
+                usage = (response.usage or Usage()) if request.include_usage else None
+                metadata = self.metadata(meta, caller, "hit") if self.expose_metadata else None
+                yield StreamedAnswer(_iterate(replay(response, usage, metadata)), meta, "hit", admitted.limits)
+                return
+            try:
+                async with asyncio.timeout(ctx.remaining()):
+                    manager = admitted.strategy.stream(request, self.router.pool, ctx)
+                    stream = await manager.__aenter__()
+            except TimeoutError:
+                raise UpstreamTimeout("no upstream produced a first chunk within the total timeout") from None
+            admitted.in_flight = True
+            try:
+                chunks = self._relay(stream, request, caller, admitted)
+                yield StreamedAnswer(chunks, ctx.meta, lookup.status, admitted.limits)
+            except BaseException as exc:
+                if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
+                    raise
+            else:
+                await manager.__aexit__(None, None, None)
+
+    # --- the admission step: everything before the strategy, and settlement after it ---------------------
+
+    @asynccontextmanager
+    async def _admission(self, request: ChatRequest, caller: Caller) -> AsyncIterator[_Admitted]:
+        """authorize → route → context → cache plan → admit → lookup; on the way out, settle the tokens: what
+        every call consumed, or (calls cut mid-way) the estimate stays charged."""
+        strategy = self.router.authorized(caller.principal, request.model)
+        ctx = self._context(strategy, caller)
+        key = self._cache_key(request, caller)
+        ticket = await self._admit(request, caller)
+        admitted: _Admitted | None = None
+        try:
+            async with self._lookup(key, caller, ctx) as lookup:
+                admitted = _Admitted(strategy, ctx, lookup, ticket.limits if ticket is not None else {})
+                yield admitted
+        finally:
+            if ticket is not None and self.limiter is not None:
+                cut = admitted is not None and admitted.in_flight
+                self.limiter.settle_soon(ticket, None if cut else ctx.meta.usage.total_tokens)
+
+    def _context(self, strategy: Strategy, caller: Caller) -> StrategyContext:
+        return StrategyContext(
+            meta=StrategyMeta(strategy.name),
+            deadline=self.clock() + self.request_timeout_s,
+            request_id=caller.request_id,
+            clock=self.clock,
+            rng=self.rng,
+            hints=dict(caller.hints),
+            live=self.live,
+            on_attempt=self.observer.attempt,
+        )
+
+    def _cache_key(self, request: ChatRequest, caller: Caller) -> CacheKey | None:
+        if self.cache is None:
+            return None
+        principal = caller.principal
+        scope = scope_id(self.cache_scope, key_name=principal.name, tenant=principal.tenant)
+        # Hints that steer routing change the answer, so they are part of the key.
+        return make_key(request.body, scope=scope, hints=caller.hints, secret=self.cache_secret)
+
+    def _lookup(
+        self, key: CacheKey | None, caller: Caller, ctx: StrategyContext
+    ) -> AbstractAsyncContextManager[Lookup]:
+        if key is None or self.cache is None:
+            return _no_cache()
+        wanted = caller.cache
+        return self.cache.lookup(key, read=wanted.read, write=wanted.write, ttl_s=wanted.ttl_s, wait_s=ctx.remaining())
+
+    async def _admit(self, request: ChatRequest, caller: Caller) -> Ticket | None:
+        if self.limiter is None:
+            return None
+        principal = caller.principal
+        rule = key_rule(principal.name, rpm=principal.rpm, tpm=principal.tpm)
+        return await self.limiter.admit(key=rule, model=request.model, body=request.body)
+
+    # --- shaping the answer ---------------------------------------------------------------------------
+
+    def metadata(self, meta: StrategyMeta, caller: Caller, cache: CacheStatus) -> dict[str, Any]:
+        """The `ultra` object of the body: every call, the summed cost, the cache status and the trace id."""
+        out = meta.to_dict()
+        out["cache"] = cache
+        out["trace_id"] = caller.trace_id
+        return out
+
+    @staticmethod
+    def _from_cache(
+        cached: dict[str, Any], request: ChatRequest, strategy: Strategy
+    ) -> tuple[dict[str, Any], StrategyMeta]:
+        """A stored answer as this request's answer: its own id, the alias it asked for, no provider calls."""
+        cached["id"] = new_completion_id()
+        cached["created"] = int(time.time())
+        cached["model"] = request.model
+        return cached, StrategyMeta(strategy.name)
+
+    async def _relay(
+        self, stream: AsyncIterable[Chunk], request: ChatRequest, caller: Caller, admitted: _Admitted
+    ) -> AsyncIterator[Chunk]:
+        """The client's view of a strategy stream (see `ClientChunks`), bounded by the request's deadline. A
+        stream that ends cleanly is offered to the cache as one `chat.completion`."""
+        ctx, lookup = admitted.ctx, admitted.lookup
+        rewrite = ClientChunks(request.model, accumulate=lookup.writable)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ctx.remaining()
+        iterator = stream.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise UpstreamTimeout("the stream did not finish within the request's total timeout") from None
+            for out in rewrite.feed(chunk):
+                yield out
+        admitted.in_flight = False
+        meta = ctx.meta
+        reported = any(a.usage is not None for a in meta.attempts)
+        answer = rewrite.answer()
+        if answer is not None:
+            if reported:
+                answer.data["usage"] = meta.usage.to_dict()
+            lookup.fill(answer.data)
+        metadata = self.metadata(meta, caller, lookup.status) if self.expose_metadata else None
+        for out in rewrite.tail(meta.usage if request.include_usage else None, metadata):
+            yield out
+
+
+async def _iterate(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
+    for chunk in chunks:
+        yield chunk
+
+
+@asynccontextmanager
+async def _no_cache() -> AsyncIterator[Lookup]:
+    yield Lookup("bypass")
