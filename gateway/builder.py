@@ -22,11 +22,11 @@ from gateway.core.stats import LiveStats
 from gateway.registry import build_pool
 from gateway.routing import Router
 from gateway.service import Gateway
-from gateway.settings import BUILTIN_ALIASES, Settings
+from gateway.settings import Settings
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.observer import RequestObserver
 from gateway.telemetry.tracing import Tracing
-from strategies import build_strategies
+from strategies import BUILTIN_ALIASES, build_strategies
 
 __all__ = ["build_gateway"]
 

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from gateway import __version__
-from gateway.settings import ConfigError, Settings, load_settings
+from gateway.config import ConfigError, aliases_of, load_settings
+from gateway.settings import Settings
 
 __all__ = ["main"]
 
@@ -84,7 +85,7 @@ def _check(args: argparse.Namespace) -> int:
     settings = _load(args.file)
     if settings is None:
         return 2
-    print(f"{args.file}: ok ({len(settings.deployment_names)} models, {len(settings.aliases)} aliases)")
+    print(f"{args.file}: ok ({len(settings.deployment_names)} models, {len(aliases_of(settings))} aliases)")
     return 0
 
 

@@ -1,10 +1,11 @@
 """Builds the provider pool from settings: one dialect and one pooled client per provider, wrapped with the
-resilience layers (STYLE 8), and one Deployment per configured model."""
+resilience layers, and one Deployment per configured model. A new provider kind is one dialect module and
+one line in `DIALECTS`."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from opentelemetry.trace import Tracer
 
@@ -19,7 +20,7 @@ from gateway.resilience.retry import RetryingProvider
 from gateway.settings import ProviderSettings, Settings
 from gateway.telemetry.instrumented import InstrumentedProvider
 
-__all__ = ["build_pool", "build_provider"]
+__all__ = ["DIALECTS", "ProviderFactory", "build_pool", "build_provider"]
 
 log = logging.getLogger("ultra_gateway")
 
@@ -27,19 +28,68 @@ ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 GEMINI_BASE_URL = "https://generativelanguage.googleapis.com"
 
 
-def build_provider(config: ProviderSettings, env: Mapping[str, str]) -> Provider:
+def _mock(config: ProviderSettings, api_key: str | None) -> Provider:
+    models = {
+        m.id: MockModel(
+            latency_ms=m.latency_ms or 0.0,
+            ms_per_token=m.ms_per_token or 0.0,
+            failure_rate=m.failure_rate or 0.0,
+            **({"reply": m.reply} if m.reply is not None else {}),
+        )
+        for m in config.models
+    }
+    return MockProvider(config.name, models)
+
+
+def _http(config: ProviderSettings, base_url: str, dialect: Dialect) -> Provider:
+    return HttpProvider(
+        config.name,
+        base_url,
+        dialect,
+        timeouts=Timeouts(config.timeout.connect_s, config.timeout.read_s),
+        headers=config.headers,
+        max_connections=config.max_connections,
+    )
+
+
+def _openai(config: ProviderSettings, api_key: str | None) -> Provider:
+    assert config.base_url is not None  # required for this kind: validated by ProviderSettings
+    return _http(config, config.base_url, OpenAIDialect(api_key, provider=config.name))
+
+
+def _anthropic(config: ProviderSettings, api_key: str | None) -> Provider:
+    # The dialect adds /v1/messages; accept the API root written with or without /v1.
+    base_url = (config.base_url or ANTHROPIC_BASE_URL).rstrip("/").removesuffix("/v1")
+    dialect = AnthropicDialect(
+        api_key,
+        provider=config.name,
+        api_version=config.api_version or DEFAULT_API_VERSION,
+        default_max_tokens=config.default_max_tokens or 4096,
+    )
+    return _http(config, base_url, dialect)
+
+
+def _gemini(config: ProviderSettings, api_key: str | None) -> Provider:
+    # The dialect adds /v1beta/models/...; accept the API root written with or without /v1beta.
+    base_url = (config.base_url or GEMINI_BASE_URL).rstrip("/").removesuffix("/v1beta")
+    return _http(config, base_url, GeminiDialect(api_key, provider=config.name))
+
+
+ProviderFactory = Callable[[ProviderSettings, str | None], Provider]
+
+DIALECTS: dict[str, ProviderFactory] = {
+    "openai": _openai,
+    "anthropic": _anthropic,
+    "gemini": _gemini,
+    "mock": _mock,
+}
+"""Every provider kind the configuration may name: kind → factory(provider settings, upstream key)."""
+
+
+def build_provider(
+    config: ProviderSettings, env: Mapping[str, str], dialects: Mapping[str, ProviderFactory] = DIALECTS
+) -> Provider:
     """The bare adapter for one provider entry (no wrappers)."""
-    if config.kind == "mock":
-        models = {
-            m.id: MockModel(
-                latency_ms=m.latency_ms or 0.0,
-                ms_per_token=m.ms_per_token or 0.0,
-                failure_rate=m.failure_rate or 0.0,
-                **({"reply": m.reply} if m.reply is not None else {}),
-            )
-            for m in config.models
-        }
-        return MockProvider(config.name, models)
     secret = config.api_key(env)
     if config.api_key_env and secret is None:
         log.warning(
@@ -47,41 +97,20 @@ def build_provider(config: ProviderSettings, env: Mapping[str, str]) -> Provider
             config.name,
             config.api_key_env,
         )
-    api_key = secret.get_secret_value() if secret is not None else None
-    timeouts = Timeouts(config.timeout.connect_s, config.timeout.read_s)
-    dialect: Dialect
-    if config.kind == "openai":
-        assert config.base_url is not None  # validated by ProviderSettings
-        base_url = config.base_url
-        dialect = OpenAIDialect(api_key, provider=config.name)
-    elif config.kind == "anthropic":
-        # The dialect adds /v1/messages; accept the API root written with or without /v1.
-        base_url = (config.base_url or ANTHROPIC_BASE_URL).rstrip("/").removesuffix("/v1")
-        dialect = AnthropicDialect(
-            api_key,
-            provider=config.name,
-            api_version=config.api_version or DEFAULT_API_VERSION,
-            default_max_tokens=config.default_max_tokens or 4096,
-        )
-    else:
-        # The dialect adds /v1beta/models/...; accept the API root written with or without /v1beta.
-        base_url = (config.base_url or GEMINI_BASE_URL).rstrip("/").removesuffix("/v1beta")
-        dialect = GeminiDialect(api_key, provider=config.name)
-    return HttpProvider(
-        config.name,
-        base_url,
-        dialect,
-        timeouts=timeouts,
-        headers=config.headers,
-        max_connections=config.max_connections,
-    )
+    return dialects[config.kind](config, secret.get_secret_value() if secret is not None else None)
 
 
-def build_pool(settings: Settings, env: Mapping[str, str], *, tracer: Tracer | None = None) -> ProviderPool:
+def build_pool(
+    settings: Settings,
+    env: Mapping[str, str],
+    *,
+    tracer: Tracer | None = None,
+    dialects: Mapping[str, ProviderFactory] = DIALECTS,
+) -> ProviderPool:
     """With a tracer, each attempt (inside the retries, so every retry) gets its own CLIENT span."""
     deployments = []
     for config in settings.providers:
-        adapter = build_provider(config, env)
+        adapter = build_provider(config, env, dialects)
         if tracer is not None:
             adapter = InstrumentedProvider(
                 adapter, tracer, base_url=config.base_url, capture_content=settings.telemetry.capture_content

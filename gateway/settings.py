@@ -1,61 +1,26 @@
-"""The configuration file: YAML with `${VAR}` / `${VAR:-default}` interpolation, validated by strict pydantic
-models (unknown keys are errors), cross-references checked at load (SPEC §12).
-
-`load_settings(path)` returns `Settings` or raises `ConfigError`, whose `errors` are lines of the form
-`providers[2].base_url: message`, every problem at once. Secrets are read from the environment by reference
-(`api_key_env`, `key_env`) and held as `SecretStr`.
-"""
+"""The configuration file's strict pydantic models (unknown keys are errors), one per section. Loading,
+interpolation and the checks across sections are `gateway.config`'s; reading the secrets they name is the
+builder's."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
-from importlib import resources
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-
-from strategies import validate_options
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = [
-    "BUILTIN_ALIASES",
     "AuthSettings",
     "CacheSettings",
-    "ConfigError",
     "KeySettings",
     "LimitSettings",
     "ModelSettings",
     "ProviderSettings",
     "RateLimitSettings",
     "Settings",
-    "default_config_text",
-    "load_settings",
-    "parse_settings",
+    "StrategySettings",
 ]
-
-BUILTIN_ALIASES: tuple[str, ...] = (
-    "ultra-simple",
-    "ultra-parallel",
-    "ultra-waterfall",
-    "ultra-balanced",
-    "ultra-adaptive",
-    "ultra-cost",
-    "ultra-quality",
-    "ultra-speed",
-)
-StrategyKind = Literal["simple", "parallel", "waterfall", "balanced", "adaptive", "cost", "quality", "speed"]
-
-
-class ConfigError(Exception):
-    """The file is unusable; `errors` holds one `path: message` line per problem."""
-
-    def __init__(self, errors: list[str], source: str = "config") -> None:
-        self.errors = errors
-        self.source = source
-        super().__init__(f"{source}: " + "; ".join(errors))
 
 
 class _Strict(BaseModel):
@@ -96,7 +61,7 @@ _MOCK_ONLY = ("latency_ms", "ms_per_token", "failure_rate", "reply")
 
 class ProviderSettings(_Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="The PROVIDER in PROVIDER/MODEL.")]
-    kind: Literal["openai", "anthropic", "gemini", "mock"]
+    kind: str = Field(description="The dialect: openai, anthropic, gemini or mock (any kind the registry knows).")
     base_url: str | None = Field(None, description="API root, e.g. https://api.openai.com/v1.")
     api_key_env: str | None = Field(None, description="Environment variable holding the upstream key.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent on every call.")
@@ -144,7 +109,7 @@ class StrategySettings(BaseModel):
     """An alias's strategy and its options. The options are validated by the strategy's own model."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    kind: StrategyKind
+    kind: str = Field(description="The strategy kind (simple, parallel, waterfall, ...).")
 
 
 _REDIS_URL = r"^(redis|rediss|unix)://"
@@ -257,145 +222,3 @@ class Settings(_Strict):
     @property
     def deployment_names(self) -> list[str]:
         return [f"{p.name}/{m.id}" for p in self.providers for m in p.models]
-
-    @property
-    def aliases(self) -> list[str]:
-        return list(dict.fromkeys([*BUILTIN_ALIASES, *self.strategies]))
-
-
-# --- loading -----------------------------------------------------------------------------------------------
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(node: Any, path: str, env: Mapping[str, str], errors: list[str]) -> Any:
-    if isinstance(node, str):
-
-        def sub(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            errors.append(f"{path or '<root>'}: environment variable {name} is not set")
-            return match.group(0)  # left as written, so the value is not also reported as invalid
-
-        return _VAR.sub(sub, node)
-    if isinstance(node, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), env, errors) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_interpolate(v, f"{path}[{i}]", env, errors) for i, v in enumerate(node)]
-    return node
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part.startswith(("function-", "literal[")) or part in ("str", "int", "float", "list", "dict"):
-            continue
-        else:
-            out += f".{part}" if out else part
-    return out or "<root>"
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown key"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
-
-
-def _resolve_redis(settings: Settings, env: Mapping[str, str]) -> Settings:
-    """SPEC §1: `REDIS_URL`, when set, switches cache and rate limits to Redis unless the file says otherwise."""
-    url = env.get("REDIS_URL") or None
-    updates: dict[str, Any] = {}
-    for name in ("cache", "rate_limits"):
-        section: CacheSettings | RateLimitSettings = getattr(settings, name)
-        backend = section.backend or ("redis" if url else "memory")
-        redis_url = section.redis_url or (url if backend == "redis" else None)
-        if (backend, redis_url) != (section.backend, section.redis_url):
-            updates[name] = section.model_copy(update={"backend": backend, "redis_url": redis_url})
-    return settings.model_copy(update=updates) if updates else settings
-
-
-def _cross_check(settings: Settings, env: Mapping[str, str]) -> list[str]:
-    errors: list[str] = []
-    for name in ("cache", "rate_limits"):
-        section: CacheSettings | RateLimitSettings = getattr(settings, name)
-        if section.enabled and section.backend == "redis" and not section.redis_url:
-            errors.append(f"{name}.redis_url: required with backend redis (or set REDIS_URL)")
-    secret_env = settings.cache.key_secret_env
-    if secret_env is not None and not env.get(secret_env):
-        errors.append(f"cache.key_secret_env: environment variable {secret_env} is not set")
-    names = [p.name for p in settings.providers]
-    for i, name in enumerate(names):
-        if names.index(name) != i:
-            errors.append(f"providers[{i}].name: duplicate provider name {name!r}")
-    known = set(settings.deployment_names)
-    for source, targets in settings.fallbacks.items():
-        if source not in known:
-            errors.append(f"fallbacks.{source}: unknown deployment {source!r} (use PROVIDER/MODEL)")
-        for j, target in enumerate(targets):
-            if target not in known:
-                errors.append(f"fallbacks.{source}[{j}]: unknown deployment {target!r}")
-    for alias, strategy in settings.strategies.items():
-        if not alias.startswith("ultra-"):
-            errors.append(f"strategies.{alias}: alias names start with 'ultra-'")
-        for path, message in validate_options(strategy.kind, strategy.model_extra or {}, known):
-            errors.append(f"strategies.{alias}.{path}: {message}")
-    for i, key in enumerate(settings.auth.keys):
-        if key.key_env is not None and not env.get(key.key_env):
-            errors.append(f"auth.keys[{i}].key_env: environment variable {key.key_env} is not set")
-    key_names = [k.name for k in settings.auth.keys]
-    for i, name in enumerate(key_names):
-        if key_names.index(name) != i:
-            errors.append(f"auth.keys[{i}].name: duplicate key name {name!r}")
-    return errors
-
-
-def parse_settings(text: str, *, source: str = "config", env: Mapping[str, str] | None = None) -> Settings:
-    """Validate YAML text; raise ConfigError listing every problem with its path."""
-    env = os.environ if env is None else env
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<root>"
-        raise ConfigError([f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})"], source) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(["<root>: the file must hold a mapping (providers:, strategies:, ...)"], source)
-    errors: list[str] = []
-    raw = _interpolate(raw, "", env, errors)
-    try:
-        settings = Settings.model_validate(raw)
-    except ValidationError as exc:
-        errors += [f"{_loc(tuple(e['loc']))}: {_message(e)}" for e in exc.errors(include_url=False)]
-        raise ConfigError(errors, source) from None
-    settings = _resolve_redis(settings, env)
-    errors += _cross_check(settings, env)
-    if errors:
-        raise ConfigError(errors, source)
-    return settings
-
-
-def default_config_text() -> str:
-    """The built-in configuration (mock fleet): package data in a wheel, `config/default.yaml` in a checkout."""
-    packaged = resources.files("gateway").joinpath("_data/default.yaml")
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "config" / "default.yaml").read_text(encoding="utf-8")
-
-
-def load_settings(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> Settings:
-    """Load `path`, or `ULTRA_CONFIG`, or the built-in default."""
-    env = os.environ if env is None else env
-    chosen = path or env.get("ULTRA_CONFIG")
-    if not chosen:
-        return parse_settings(default_config_text(), source="<built-in default>", env=env)
-    try:
-        text = Path(chosen).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"<file>: cannot read {chosen}: {exc.strerror}"], str(chosen)) from None
-    return parse_settings(text, source=str(chosen), env=env)

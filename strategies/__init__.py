@@ -18,7 +18,7 @@ from strategies.cascade import Cost, CostOptions, Waterfall, WaterfallOptions
 from strategies.racing import Balanced, BalancedOptions, Parallel, ParallelOptions, Speed, SpeedOptions
 from strategies.simple import Simple, SimpleOptions
 
-__all__ = ["KINDS", "QualityOptions", "build_strategies", "validate_options"]
+__all__ = ["BUILTIN_ALIASES", "KINDS", "QualityOptions", "build_strategies", "validate_options"]
 
 
 class QualityOptions(Options):
@@ -38,11 +38,14 @@ KINDS: dict[str, type[Options]] = {
     "quality": QualityOptions,
     "speed": SpeedOptions,
 }
+BUILTIN_ALIASES: tuple[str, ...] = tuple(f"ultra-{kind}" for kind in KINDS)
 _REFERENCES = ("candidates", "chain", "lead", "judge", "aggregator")
 
 
 def validate_options(kind: str, options: Mapping[str, Any], deployments: Collection[str]) -> list[tuple[str, str]]:
     """Errors as (path inside the alias, message); empty when valid."""
+    if kind not in KINDS:
+        return [("kind", f"unknown strategy kind {kind!r} (one of: {', '.join(KINDS)})")]
     try:
         parsed = KINDS[kind].model_validate(dict(options))
     except ValidationError as exc:

@@ -5,7 +5,8 @@ context manager: entering it sends the request and waits for the first chunk, so
 still be retried, fallen over or relayed as an HTTP status; after it, failures are final for that attempt.
 Leaving it (normally, on error or on cancellation) closes the upstream response.
 
-Retry, circuit breaking and telemetry are Providers that wrap another Provider (STYLE 8).
+Retry, circuit breaking and telemetry are Providers that wrap another Provider: `WrappingProvider` gives them
+the delegation, so a wrapper writes only what it adds.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from typing import Protocol, runtime_checkable
 
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
 
-__all__ = ["CallOptions", "Capabilities", "ChunkStream", "Provider"]
+__all__ = ["CallOptions", "Capabilities", "ChunkStream", "Provider", "WrappingProvider"]
 
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a dialect can serve, as data, so strategies can skip deployments that cannot (STYLE 3)."""
+    """What a dialect can serve, as data, so strategies can skip deployments that cannot."""
 
     streaming: bool = True
     tools: bool = True
@@ -60,8 +61,12 @@ class ChunkStream(Protocol):
 
 @runtime_checkable
 class Provider(Protocol):
+    """`kind` is the configuration's dialect name; `system` the GenAI provider name spans and metrics use
+    (`openai`, `anthropic`, `gcp.gemini`, …)."""
+
     name: str
     kind: str
+    system: str
     capabilities: Capabilities
 
     async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse: ...
@@ -71,3 +76,26 @@ class Provider(Protocol):
     ) -> AbstractAsyncContextManager[ChunkStream]: ...
 
     async def aclose(self) -> None: ...
+
+
+class WrappingProvider:
+    """A Provider around another one: same name, kind, system and capabilities, every call delegated. A wrapper
+    overrides what it adds (retries, a span, a breaker) and inherits the rest."""
+
+    def __init__(self, inner: Provider) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.kind = inner.kind
+        self.system = inner.system
+        self.capabilities = inner.capabilities
+
+    async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse:
+        return await self.inner.complete(request, model=model, options=options)
+
+    def stream(
+        self, request: ChatRequest, *, model: str, options: CallOptions
+    ) -> AbstractAsyncContextManager[ChunkStream]:
+        return self.inner.stream(request, model=model, options=options)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -22,6 +22,7 @@ __all__ = [
     "ChatResponse",
     "Chunk",
     "Usage",
+    "loc_path",
     "new_completion_id",
     "parse_chat_request",
     "split_data_url",
@@ -246,8 +247,9 @@ class _ChatRequestSchema(BaseModel):
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
-def _param_from_loc(loc: tuple[int | str, ...]) -> str:
-    """`('messages', 0, 'role')` → `messages[0].role`, skipping pydantic's union-member tags."""
+def loc_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a path: `('messages', 0, 'role')` → `messages[0].role`, skipping pydantic's
+    union-member and validator tags (`str`, `literal[...]`, `function-after[...]`)."""
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -291,7 +293,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
         schema = _ChatRequestSchema.model_validate(body)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        param = _param_from_loc(tuple(first["loc"])) or None
+        param = loc_path(tuple(first["loc"])) or None
         raise InvalidRequest(f"invalid value for '{param or 'body'}': {first['msg']}", param=param) from None
     stream = bool(schema.stream)
     if schema.stream_options is not None and not stream:

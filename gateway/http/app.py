@@ -14,13 +14,14 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 
 from gateway.builder import build_gateway
+from gateway.config import load_settings
 from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.routes.chat import chat_route
 from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.models import list_models, retrieve_model
 from gateway.service import Gateway
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings
 from gateway.telemetry.access import start_access_log
 
 __all__ = ["app_from_env", "create_app", "prepare_process"]

@@ -65,6 +65,7 @@ class StreamTranslator(Protocol):
 
 class Dialect(Protocol):
     kind: str
+    system: str
     capabilities: Capabilities
 
     def default_headers(self) -> dict[str, str]: ...
@@ -134,6 +135,7 @@ class HttpProvider:
     ) -> None:
         self.name = name
         self.kind = dialect.kind
+        self.system = dialect.system
         self.capabilities = dialect.capabilities
         self.dialect = dialect
         self.timeouts = timeouts or Timeouts()

@@ -240,6 +240,7 @@ def parse_message(data: Mapping[str, Any]) -> ChatResponse:
 
 class AnthropicDialect:
     kind = "anthropic"
+    system = "anthropic"
     capabilities = Capabilities(n=False)
 
     def __init__(

@@ -261,6 +261,7 @@ def parse_candidates(data: Mapping[str, Any], *, model: str) -> ChatResponse:
 
 class GeminiDialect:
     kind = "gemini"
+    system = "gcp.gemini"
     capabilities = Capabilities()
 
     def __init__(self, api_key: str | None = None, *, provider: str = "gemini") -> None:

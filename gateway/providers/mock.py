@@ -44,6 +44,7 @@ def _estimate_tokens(text: str) -> int:
 
 class MockProvider:
     kind = "mock"
+    system = "ultra_gateway.mock"
     capabilities = Capabilities()
 
     def __init__(self, name: str, models: Mapping[str, MockModel], *, seed: int = 0) -> None:

@@ -51,6 +51,7 @@ def error_from_status(
 
 class OpenAIDialect:
     kind = "openai"
+    system = "openai"
     capabilities = Capabilities()
 
     def __init__(self, api_key: str | None = None, *, provider: str = "openai") -> None:

@@ -9,7 +9,6 @@ earlier of the request's and `now + total_s`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -18,7 +17,7 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from gateway.core.errors import UpstreamError
-from gateway.core.provider import CallOptions, ChunkStream, Provider
+from gateway.core.provider import CallOptions, ChunkStream, Provider, WrappingProvider
 from gateway.core.types import ChatRequest, ChatResponse
 
 __all__ = ["RetryingProvider"]
@@ -30,7 +29,7 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, UpstreamError) and exc.retryable
 
 
-class RetryingProvider:
+class RetryingProvider(WrappingProvider):
     """Wraps a Provider; same interface, with retries."""
 
     def __init__(
@@ -42,10 +41,7 @@ class RetryingProvider:
         backoff_initial_s: float = 0.25,
         backoff_max_s: float = 8.0,
     ) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.kind = inner.kind
-        self.capabilities = inner.capabilities
+        super().__init__(inner)
         self.max_retries = max_retries
         self.total_s = total_s
         self._backoff = wait_random_exponential(multiplier=backoff_initial_s, max=backoff_max_s)
@@ -63,14 +59,14 @@ class RetryingProvider:
             if state.attempt_number > self.max_retries:
                 return True
             # Deadline-aware: never sleep into (or past) the deadline; the last error is raised instead.
-            return time.monotonic() + (state.upcoming_sleep or 0.0) >= deadline
+            return options.clock() + (state.upcoming_sleep or 0.0) >= deadline
 
         return AsyncRetrying(stop=stop, wait=self._wait, retry=retry_if_exception(_retryable), reraise=True)
 
     def _bounded(self, options: CallOptions) -> CallOptions:
         if self.total_s is None:
             return options
-        deadline = min(options.deadline, time.monotonic() + self.total_s)
+        deadline = min(options.deadline, options.clock() + self.total_s)
         return replace(options, deadline=deadline) if deadline < options.deadline else options
 
     async def _call(self, options: CallOptions, call: Callable[[], Awaitable[T]]) -> T:
@@ -99,6 +95,3 @@ class RetryingProvider:
             yield await self._call(
                 options, lambda: stack.enter_async_context(self.inner.stream(request, model=model, options=options))
             )
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

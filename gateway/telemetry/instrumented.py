@@ -15,13 +15,11 @@ import orjson
 from opentelemetry.trace import SpanKind, Tracer
 
 from gateway.core.errors import GatewayError, UpstreamError
-from gateway.core.provider import CallOptions, ChunkStream, Provider
+from gateway.core.provider import CallOptions, ChunkStream, Provider, WrappingProvider
 from gateway.core.types import ChatRequest, ChatResponse, Usage
 from gateway.telemetry.tracing import fail
 
 __all__ = ["InstrumentedProvider"]
-
-PROVIDER_NAMES = {"openai": "openai", "anthropic": "anthropic", "gemini": "gcp.gemini", "mock": "ultra_gateway.mock"}
 
 
 def _usage(usage: Usage | None) -> dict[str, int]:
@@ -38,19 +36,16 @@ def _usage(usage: Usage | None) -> dict[str, int]:
     return attributes
 
 
-class InstrumentedProvider:
+class InstrumentedProvider(WrappingProvider):
     def __init__(
         self, inner: Provider, tracer: Tracer, *, base_url: str | None = None, capture_content: bool = False
     ) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.capture_content = capture_content
-        self.name = inner.name
-        self.kind = inner.kind
-        self.capabilities = inner.capabilities
         self._tracer = tracer
         self._static: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": PROVIDER_NAMES.get(inner.kind, inner.kind),
+            "gen_ai.provider.name": inner.system,
             "ultra.provider": inner.name,
         }
         if base_url:
@@ -134,6 +129,3 @@ class InstrumentedProvider:
             raise
         finally:
             span.end()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.core.errors import GatewayError, LimitState, RateLimited
 from gateway.core.stats import LiveStats
-from gateway.telemetry.instrumented import PROVIDER_NAMES
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import Tracing, fail
 
@@ -95,7 +94,7 @@ class RequestObserver:
         error = _ATTEMPT_ERROR.get(attempt.status)
         if error is None:
             error = attempt.error_type or "error"
-        labels = ("chat", PROVIDER_NAMES.get(provider.kind, provider.kind), deployment.model, provider.name)
+        labels = ("chat", provider.system, deployment.model, provider.name)
         self.metrics.duration.observe((*labels, error), attempt.latency_ms / 1000)
         if attempt.usage is not None:
             self.metrics.tokens.observe((*labels, "input"), attempt.usage.prompt_tokens)

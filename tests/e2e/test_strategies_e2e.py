@@ -11,7 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from gateway.settings import BUILTIN_ALIASES
+from strategies import BUILTIN_ALIASES
 from tests._gateway_process import GatewayProcess
 from tests.fakes.openai_upstream import FakeOpenAI
 

@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from litestar.testing import AsyncTestClient
 
+from gateway.config import parse_settings
 from gateway.http.app import create_app
-from gateway.settings import parse_settings
 
 
 def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:

@@ -10,11 +10,11 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from gateway.builder import build_gateway
+from gateway.config import parse_settings
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.provider import CallOptions, Capabilities
 from gateway.core.types import ChatRequest, ChatResponse
 from gateway.http.app import create_app
-from gateway.settings import parse_settings
 
 CONFIG = """
 server: {max_body_bytes: 2048}
@@ -153,7 +153,7 @@ async def test_health(client: AsyncTestClient[Any]) -> None:
 class _Broken:
     """A provider with a bug in it (not an upstream failure): the gateway must answer 500 without details."""
 
-    name, kind, capabilities = "broken", "openai", Capabilities()
+    name, kind, system, capabilities = "broken", "openai", "openai", Capabilities()
 
     async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse:
         raise RuntimeError("secret internals")

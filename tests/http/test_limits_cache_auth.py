@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from gateway.builder import build_gateway
+from gateway.config import parse_settings
 from gateway.http.app import create_app
 from gateway.service import Gateway
-from gateway.settings import parse_settings
 
 CONFIG = """
 providers:

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.builder import build_gateway
+from gateway.config import parse_settings
 from gateway.http.app import create_app
-from gateway.settings import parse_settings
 from gateway.telemetry.tracing import Tracing
 from tests.fakes.openai_upstream import FakeOpenAI
 

@@ -20,7 +20,7 @@ REQUEST = parse_chat_request({"model": "p/m", "messages": [{"role": "user", "con
 class Scripted:
     """A Provider that fails with the given errors, in order, then delegates to the real mock adapter."""
 
-    name, kind, capabilities = "scripted", "mock", Capabilities()
+    name, kind, system, capabilities = "scripted", "mock", "ultra_gateway.mock", Capabilities()
 
     def __init__(self, failures: list[UpstreamError]) -> None:
         self.failures = failures

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.settings import ConfigError, load_settings, parse_settings
+from gateway.config import ConfigError, load_settings, parse_settings
 
 PROVIDERS = "providers: [{name: p, kind: mock, models: [{id: m}]}]\n"
 

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from gateway.builder import build_gateway
+from gateway.config import ConfigError, parse_settings
 from gateway.core.errors import AllProvidersFailed
 from gateway.core.stats import LiveStats
 from gateway.core.types import parse_chat_request
 from gateway.pipeline import Caller
 from gateway.service import Gateway
-from gateway.settings import ConfigError, parse_settings
 from strategies._ranking import by_speed
 from strategies.adaptive import Adaptive
 
