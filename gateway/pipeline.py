@@ -20,7 +20,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -139,22 +139,16 @@ class Pipeline:
         """Entered before any byte is sent: failures while opening are ordinary errors with their status."""
         name = self.router.strategy_name(request.model)
         span = self.observer.start(request.model, name, True)
-        try:
-            with use(span):  # the calls made while opening are its children
-                manager = self._stream(request, caller)
-                answer = await manager.__aenter__()
-        except BaseException as exc:
-            self.observer.failed(span, request.model, name, exc)
-            raise
-        try:
-            yield answer
-        except BaseException as exc:
-            if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
+        async with AsyncExitStack() as stack:
+            try:
+                with use(span):  # the calls made while opening are its children
+                    answer = await stack.enter_async_context(self._stream(request, caller))
+            except BaseException as exc:
+                self.observer.failed(span, request.model, name, exc)
                 raise
-        else:
-            await manager.__aexit__(None, None, None)
-        finally:  # recorded when the stream has ended, with the final account
-            self.observer.done(span, request.model, answer.meta, answer.cache, answer.limits)
+            # recorded when the stream has ended, with the final account
+            stack.callback(self.observer.done, span, request.model, answer.meta, answer.cache, answer.limits)
+            yield answer
 
     async def _complete(self, request: ChatRequest, caller: Caller) -> Answer:
         async with self._admission(request, caller) as admitted:
@@ -197,21 +191,17 @@ class Pipeline:
                 metadata = self.metadata(meta, caller, "hit") if self.expose_metadata else None
                 yield StreamedAnswer(_iterate(replay(response, usage, metadata)), meta, "hit", admitted.limits)
                 return
-            try:
-                async with asyncio.timeout(ctx.remaining()):
-                    manager = admitted.strategy.stream(request, self.router.pool, ctx)
-                    stream = await manager.__aenter__()
-            except TimeoutError:
-                raise UpstreamTimeout("no upstream produced a first chunk within the total timeout") from None
-            admitted.in_flight = True
-            try:
+            async with AsyncExitStack() as stack:
+                try:
+                    async with asyncio.timeout(ctx.remaining()):
+                        stream = await stack.enter_async_context(
+                            admitted.strategy.stream(request, self.router.pool, ctx)
+                        )
+                except TimeoutError:
+                    raise UpstreamTimeout("no upstream produced a first chunk within the total timeout") from None
+                admitted.in_flight = True
                 chunks = self._relay(stream, request, caller, admitted)
                 yield StreamedAnswer(chunks, ctx.meta, lookup.status, admitted.limits)
-            except BaseException as exc:
-                if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
-                    raise
-            else:
-                await manager.__aexit__(None, None, None)
 
     # --- the admission step: everything before the strategy, and settlement after it ---------------------
 
