@@ -89,6 +89,7 @@ class _Admitted:
     ctx: StrategyContext
     lookup: Lookup
     limits: Mapping[str, LimitState]
+    cache_bypass: str | None = None  # why the cache was not used: sampled, no-cache, no-store
     in_flight: bool = False  # calls started and not seen to the end: usage unknown, keep the estimate charged
 
 
@@ -102,6 +103,7 @@ class Pipeline:
         cache: ResponseCache | None,
         cache_scope: Scope,
         cache_secret: bytes | None,
+        cache_sampled: bool = False,
         limiter: RateLimiter | None,
         request_timeout_s: float,
         expose_metadata: bool,
@@ -114,6 +116,7 @@ class Pipeline:
         self.cache = cache
         self.cache_scope = cache_scope
         self.cache_secret = cache_secret
+        self.cache_sampled = cache_sampled
         self.limiter = limiter
         self.request_timeout_s = request_timeout_s
         self.expose_metadata = expose_metadata
@@ -177,7 +180,7 @@ class Pipeline:
                 body["usage"] = result.meta.usage.to_dict()
             lookup.fill(body)
             if self.expose_metadata:
-                body["ultra"] = self.metadata(result.meta, caller, lookup.status)
+                body["ultra"] = self.metadata(result.meta, caller, lookup.status, admitted.cache_bypass)
             return Answer(body, result.meta, lookup.status, admitted.limits)
 
     @asynccontextmanager
@@ -211,12 +214,13 @@ class Pipeline:
         every call consumed, or (calls cut mid-way) the estimate stays charged."""
         strategy = self.router.authorized(caller.principal, request.model)
         ctx = self._context(strategy, caller)
-        key = self._cache_key(request, caller)
+        key, bypass = self._cache_plan(request, caller)
         ticket = await self._admit(request, caller)
         admitted: _Admitted | None = None
         try:
             async with self._lookup(key, caller, ctx) as lookup:
-                admitted = _Admitted(strategy, ctx, lookup, ticket.limits if ticket is not None else {})
+                limits = ticket.limits if ticket is not None else {}
+                admitted = _Admitted(strategy, ctx, lookup, limits, bypass if lookup.status == "bypass" else None)
                 yield admitted
         finally:
             if ticket is not None and self.limiter is not None:
@@ -235,13 +239,20 @@ class Pipeline:
             on_attempt=self.observer.attempt,
         )
 
-    def _cache_key(self, request: ChatRequest, caller: Caller) -> CacheKey | None:
+    def _cache_plan(self, request: ChatRequest, caller: Caller) -> tuple[CacheKey | None, str | None]:
+        """The request's cache key, or why the cache is bypassed. A sampled request (temperature above 0, an
+        omitted one included since the API's default is 1, and no seed) asks for a new sample: it is neither
+        served from nor stored in the cache unless `cache.sampled` is on."""
         if self.cache is None:
-            return None
+            return None, None
+        if not self.cache_sampled and _sampled(request.body):
+            return None, "sampled"
+        wanted = caller.cache
+        bypass = "no-store" if not wanted.write else "no-cache" if not wanted.read else None
         principal = caller.principal
         scope = scope_id(self.cache_scope, key_name=principal.name, tenant=principal.tenant)
         # Hints that steer routing change the answer, so they are part of the key.
-        return make_key(request.body, scope=scope, hints=caller.hints, secret=self.cache_secret)
+        return make_key(request.body, scope=scope, hints=caller.hints, secret=self.cache_secret), bypass
 
     def _lookup(
         self, key: CacheKey | None, caller: Caller, ctx: StrategyContext
@@ -260,10 +271,15 @@ class Pipeline:
 
     # --- shaping the answer ---------------------------------------------------------------------------
 
-    def metadata(self, meta: StrategyMeta, caller: Caller, cache: CacheStatus) -> dict[str, Any]:
-        """The `ultra` object of the body: every call, the summed cost, the cache status and the trace id."""
+    def metadata(
+        self, meta: StrategyMeta, caller: Caller, cache: CacheStatus, bypass: str | None = None
+    ) -> dict[str, Any]:
+        """The `ultra` object of the body: every call, the summed cost, the cache status (and why it was
+        bypassed) and the trace id."""
         out = meta.to_dict()
         out["cache"] = cache
+        if bypass is not None:
+            out["cache_bypass"] = bypass
         out["trace_id"] = caller.trace_id
         return out
 
@@ -305,9 +321,15 @@ class Pipeline:
             if reported:
                 answer.data["usage"] = meta.usage.to_dict()
             lookup.fill(answer.data)
-        metadata = self.metadata(meta, caller, lookup.status) if self.expose_metadata else None
+        metadata = self.metadata(meta, caller, lookup.status, admitted.cache_bypass) if self.expose_metadata else None
         for out in rewrite.tail(meta.usage if request.include_usage else None, metadata):
             yield out
+
+
+def _sampled(body: Mapping[str, Any]) -> bool:
+    temperature = body.get("temperature")
+    deterministic = isinstance(temperature, int | float) and temperature <= 0
+    return body.get("seed") is None and not deterministic
 
 
 async def _iterate(chunks: list[Chunk]) -> AsyncIterator[Chunk]:

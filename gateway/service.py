@@ -86,6 +86,7 @@ class Gateway:
             cache=cache,
             cache_scope=self.settings.cache.scope,
             cache_secret=self._cache_secret,
+            cache_sampled=self.settings.cache.sampled,
             limiter=limiter,
             request_timeout_s=server.request_timeout_s,
             expose_metadata=server.expose_metadata,

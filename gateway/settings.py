@@ -130,6 +130,11 @@ class CacheSettings(_RedisBacked):
     """Exact-match response cache (SPEC §6)."""
 
     enabled: bool = Field(True, description="Cache completed answers.")
+    sampled: bool = Field(
+        False,
+        description="Also cache sampled requests (temperature above 0 or unset, and no seed). Off: a user who asks "
+        "for a sample gets a new one every time.",
+    )
     backend: Literal["memory", "redis"] | None = Field(
         None, description="memory (one process) or redis (shared). Default: redis when REDIS_URL is set."
     )

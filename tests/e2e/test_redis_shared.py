@@ -39,7 +39,8 @@ BURST = {"authorization": "Bearer sk-burst"}
 
 
 def chat(content: str, model: str = "mock/fast", **extra: Any) -> dict[str, Any]:
-    return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+    """A deterministic request (temperature 0), so the cache may serve it."""
+    return {"model": model, "messages": [{"role": "user", "content": content}], "temperature": 0, **extra}
 
 
 def wait_for(condition: Any, timeout_s: float = 15.0, what: str = "condition") -> None:
@@ -159,20 +160,20 @@ def test_openai_sdk_reads_a_cached_answer_as_a_stream(config_file: Path, redis_u
     with GatewayProcess(config_file, {"REDIS_URL": redis_url}) as gateway:
         client = openai.OpenAI(base_url=f"{gateway.base_url}/v1", api_key="sk-free", max_retries=0)
         messages: Any = [{"role": "user", "content": "replay me"}]
-        raw = client.chat.completions.with_raw_response.create(model="mock/fast", messages=messages)
+        raw = client.chat.completions.with_raw_response.create(model="mock/fast", messages=messages, temperature=0)
         original = raw.parse()
         assert raw.headers["x-ultra-cache"] == "miss"
         wait_for(
             lambda: (
-                client.chat.completions.with_raw_response.create(model="mock/fast", messages=messages).headers[
-                    "x-ultra-cache"
-                ]
+                client.chat.completions.with_raw_response.create(
+                    model="mock/fast", messages=messages, temperature=0
+                ).headers["x-ultra-cache"]
                 == "hit"
             ),
             what="a cache hit",
         )
         stream = client.chat.completions.create(
-            model="mock/fast", messages=messages, stream=True, stream_options={"include_usage": True}
+            model="mock/fast", messages=messages, temperature=0, stream=True, stream_options={"include_usage": True}
         )
         chunks = list(stream)
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -183,7 +184,7 @@ def test_openai_sdk_reads_a_cached_answer_as_a_stream(config_file: Path, redis_u
         assert original.usage is not None
         assert chunks[-1].usage.total_tokens == original.usage.total_tokens
         # the SDK's own helper accumulates the replay into the same message
-        with client.chat.completions.stream(model="mock/fast", messages=messages) as helper:
+        with client.chat.completions.stream(model="mock/fast", messages=messages, temperature=0) as helper:
             final = helper.get_final_completion()
         assert final.choices[0].message.content == original.choices[0].message.content
 

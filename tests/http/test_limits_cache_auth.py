@@ -40,7 +40,8 @@ A, B, C, N, T = ({"authorization": f"Bearer {k}"} for k in ("sk-a", "sk-b", "sk-
 
 
 def chat(content: str = "hello", **extra: Any) -> dict[str, Any]:
-    return {"model": "fast/echo", "messages": [{"role": "user", "content": content}], **extra}
+    """A deterministic request (temperature 0), so the cache may serve it."""
+    return {"model": "fast/echo", "messages": [{"role": "user", "content": content}], "temperature": 0, **extra}
 
 
 class Client(httpx.AsyncClient):
@@ -301,3 +302,28 @@ async def test_concurrent_identical_requests_make_one_upstream_call() -> None:
         assert len({r.json()["choices"][0]["message"]["content"] for r in results}) == 1
         # the metadata says who paid: one response carries the upstream call, the others none
         assert sorted(len(r.json()["ultra"]["calls"]) for r in results) == [0] * 7 + [1]
+
+
+async def test_sampled_requests_are_neither_served_from_nor_stored_in_the_cache(client: Client) -> None:
+    sampled = {k: v for k, v in chat("sample me").items() if k != "temperature"}  # the API's default is 1
+    for body in (sampled, {**sampled, "temperature": 1.2}, {**sampled, "temperature": 0.3, "stream": True}):
+        for _ in range(2):
+            response = await client.post("/v1/chat/completions", json=body, headers=B)
+            assert response.headers["x-ultra-cache"] == "bypass"
+        if not body.get("stream"):
+            assert response.json()["ultra"]["cache_bypass"] == "sampled"
+    # a seed makes a sampled request reproducible: cached as before
+    seeded = {**sampled, "temperature": 1.2, "seed": 42}
+    assert (await client.post("/v1/chat/completions", json=seeded, headers=B)).headers["x-ultra-cache"] == "miss"
+    await settled(client)
+    hit = await client.post("/v1/chat/completions", json=seeded, headers=B)
+    assert hit.headers["x-ultra-cache"] == "hit"
+    assert "cache_bypass" not in hit.json()["ultra"]
+
+
+async def test_cache_sampled_true_caches_sampled_requests_too() -> None:
+    async for client in client_for(CONFIG + "cache: {sampled: true}\n"):
+        body = {k: v for k, v in chat("sample me").items() if k != "temperature"}
+        assert (await client.post("/v1/chat/completions", json=body, headers=B)).headers["x-ultra-cache"] == "miss"
+        await settled(client)
+        assert (await client.post("/v1/chat/completions", json=body, headers=B)).headers["x-ultra-cache"] == "hit"
