@@ -17,6 +17,7 @@ from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.routes.chat import chat_route
 from gateway.http.routes.health import live, metrics, ready
+from gateway.http.routes.messages import count_tokens_route, messages_route
 from gateway.http.routes.models import list_models, retrieve_model
 from gateway.service import Gateway
 from gateway.settings import Settings, load_settings
@@ -47,8 +48,13 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
         debug=False,
     )
     app.state.gateway = service
-    # The hot route bypasses Litestar (see routes/chat.py); the edge still wraps it like every route.
-    return RequestIdEdge(app, service.tracing, routes={"/v1/chat/completions": chat_route(service)})
+    # The inbound APIs bypass Litestar (see routes/chat.py); the edge still wraps them like every route.
+    routes = {
+        "/v1/chat/completions": chat_route(service),
+        "/v1/messages": messages_route(service),
+        "/v1/messages/count_tokens": count_tokens_route(service),
+    }
+    return RequestIdEdge(app, service.tracing, routes=routes)
 
 
 def prepare_process() -> None:
