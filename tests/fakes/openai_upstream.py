@@ -7,6 +7,7 @@ upstreams do), `slow-<ms>`, `hang` (never answers), `badjson` (200 with a body t
 (streams two chunks, then drops the connection without [DONE]), `flaky` (503 once, then answers),
 `ratelimit` (always 429 with retry-after-ms), `drip` (streams a chunk every 100 ms for 20 s), `status-<code>`
 (always that status, echoing the caller's Authorization header in the message, as careless upstreams do).
+After a tool result (the last message has role `tool`) every model answers in text.
 Every request is recorded, and so is every `slow-<ms>` or `drip` request whose caller hung up before the
 answer (`disconnected`).
 """
@@ -87,6 +88,11 @@ class FakeOpenAI:
         return web.json_response(error, status=status, headers=headers)
 
     @staticmethod
+    def _after_tool(body: dict[str, Any]) -> bool:
+        """The conversation ends in a tool result: answer in text, as a model would, so agent loops end."""
+        return bool(body["messages"]) and body["messages"][-1].get("role") == "tool"
+
+    @staticmethod
     def _answer(body: dict[str, Any]) -> str:
         for message in reversed(body["messages"]):
             if message["role"] == "user" and isinstance(message["content"], str):
@@ -98,7 +104,7 @@ class FakeOpenAI:
         for i in range(body.get("n") or 1):
             message: dict[str, Any] = {"role": "assistant", "content": self._answer(body)}
             finish = "stop"
-            if body.get("tools") and body.get("tool_choice") != "none":
+            if body.get("tools") and body.get("tool_choice") != "none" and not self._after_tool(body):
                 name = body["tools"][0]["function"]["name"]
                 message = {
                     "role": "assistant",
@@ -151,7 +157,7 @@ class FakeOpenAI:
             assert request.transport is not None
             request.transport.close()
             return response
-        if body.get("tools"):
+        if body.get("tools") and not self._after_tool(body):
             name = body["tools"][0]["function"]["name"]
             first = {"index": 0, "id": "call_s1", "type": "function", "function": {"name": name, "arguments": ""}}
             await send({"tool_calls": [first]})
