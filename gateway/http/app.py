@@ -13,12 +13,14 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 
+from gateway.cache.stored_responses import StoredResponses
 from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.routes.chat import chat_route
 from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.messages import count_tokens_route, messages_route
 from gateway.http.routes.models import list_models, retrieve_model
+from gateway.http.routes.responses import delete_response, get_response, responses_route
 from gateway.service import Gateway
 from gateway.settings import Settings, load_settings
 from gateway.telemetry.access import start_access_log
@@ -38,7 +40,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
             await service.aclose()
 
     app = Litestar(
-        route_handlers=[list_models, retrieve_model, live, ready, metrics],
+        route_handlers=[list_models, retrieve_model, live, ready, metrics, get_response, delete_response],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=None,
@@ -48,11 +50,13 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
         debug=False,
     )
     app.state.gateway = service
+    responses = app.state.responses = StoredResponses()  # what /v1/responses keeps for GET and chaining
     # The inbound APIs bypass Litestar (see routes/chat.py); the edge still wraps them like every route.
     routes = {
         "/v1/chat/completions": chat_route(service),
         "/v1/messages": messages_route(service),
         "/v1/messages/count_tokens": count_tokens_route(service),
+        "/v1/responses": responses_route(service, responses),
     }
     return RequestIdEdge(app, service.tracing, routes=routes)
 

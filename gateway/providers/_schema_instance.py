@@ -48,7 +48,7 @@ def _number(schema: dict[str, Any], integer: bool) -> int | float:
     if high is not None and value > high:
         value = high
     if integer:
-        return int(math.ceil(value)) if low is not None else int(value)
+        return math.ceil(value) if low is not None else int(value)
     return value
 
 
