@@ -5,12 +5,14 @@ OpenAI-compatible upstream, and an `ultra-*` alias."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import httpx
 import openai
+import pydantic
 import pytest
 
 from tests._gateway_process import GatewayProcess
@@ -221,5 +223,149 @@ def test_messages_stream_cut_upstream_raises_in_the_sdk(claude: anthropic.Anthro
         pytest.raises(anthropic.APIError),
         claude.messages.stream(model="up/cut", max_tokens=50, messages=[{"role": "user", "content": "x"}]) as stream,
     ):
+        for _ in stream:
+            pass
+
+
+# --- OpenAI Responses -------------------------------------------------------------------------------------------
+
+FUNCTION = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": WEATHER["input_schema"],
+}
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+    tags: list[str]
+
+
+@pytest.fixture(scope="module")
+def oai(gateway: GatewayProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.base_url + "/v1", api_key=KEY, max_retries=0, timeout=20)
+
+
+@pytest.mark.parametrize("model", ["mock/alpha", "up/echo", "ultra-waterfall"])
+def test_responses_create(oai: openai.OpenAI, model: str) -> None:
+    raw = oai.responses.with_raw_response.create(model=model, input="hello responses", instructions="Be brief.")
+    response = raw.parse()
+    assert raw.headers["x-ultra-providers"]
+    assert response.object == "response"
+    assert response.status == "completed"
+    assert response.model == model
+    assert response.instructions == "Be brief."
+    assert "hello responses" in response.output_text
+    assert response.usage is not None
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens > 0
+    assert (response.model_extra or {}).get("ultra", {}).get("calls")
+
+
+@pytest.mark.parametrize("model", ["mock/alpha", "up/echo", "ultra-waterfall"])
+def test_responses_stream_has_the_event_sequence_the_sdk_expects(oai: openai.OpenAI, model: str) -> None:
+    with oai.responses.stream(model=model, input="stream me") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    types = [event.type for event in events]
+    assert types[:5] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+    ]
+    assert types[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    numbers = [event.sequence_number for event in events]
+    assert numbers == list(range(len(events)))
+    text = "".join(event.delta for event in events if event.type == "response.output_text.delta")
+    assert "stream me" in text
+    assert final.output_text == text
+    assert final.usage is not None
+    assert final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+@pytest.mark.parametrize("model", ["mock/alpha", "up/echo", "ultra-waterfall"])
+def test_responses_function_call_loop_with_previous_response_id(oai: openai.OpenAI, model: str, stream: bool) -> None:
+    def ask(**kwargs: Any) -> Any:
+        if not stream:
+            return oai.responses.create(model=model, tools=[FUNCTION], **kwargs)
+        with oai.responses.stream(model=model, tools=[FUNCTION], **kwargs) as events:
+            kinds = [event.type for event in events]
+            assert kinds[-1] == "response.completed"
+            return events.get_final_response()
+
+    first = ask(input="What is the weather in Oslo?")
+    call = next(item for item in first.output if item.type == "function_call")
+    assert call.name == "get_weather"
+    arguments = json.loads(call.arguments)
+    assert arguments == ({"q": 1} if model == "up/echo" else {"city": "city", "unit": "celsius", "days": 1})
+    second = ask(
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "12 C, rain"}],
+    )
+    assert second.previous_response_id == first.id
+    assert not [item for item in second.output if item.type == "function_call"]
+    if model != "up/echo":  # the fake upstream echoes the last user message instead
+        assert "12 C, rain" in second.output_text
+
+
+def test_responses_chain_carries_the_conversation_upstream(oai: openai.OpenAI, fake: FakeOpenAI) -> None:
+    first = oai.responses.create(model="up/echo", input="my name is Ada", instructions="first instructions")
+    oai.responses.create(model="up/echo", input="what is my name?", previous_response_id=first.id)
+    sent = fake.bodies_for("echo")[-1]["messages"]
+    # The instructions of a previous response are not carried over; its input and output are.
+    assert sent == [
+        {"role": "user", "content": "my name is Ada"},
+        {"role": "assistant", "content": "echo: my name is Ada"},
+        {"role": "user", "content": "what is my name?"},
+    ]
+
+
+def test_responses_parse_with_a_pydantic_text_format(oai: openai.OpenAI) -> None:
+    parsed = oai.responses.parse(model="mock/alpha", input="Describe someone", text_format=Person)
+    assert parsed.output_parsed == Person(name="name", age=0, tags=["tags"])
+    with oai.responses.stream(model="ultra-waterfall", input="Describe someone", text_format=Person) as stream:
+        for _ in stream:
+            pass
+        final = stream.get_final_response()
+    assert final.output_parsed == Person(name="name", age=0, tags=["tags"])
+
+
+def test_responses_are_stored_per_key_unless_store_is_false(oai: openai.OpenAI, gateway: GatewayProcess) -> None:
+    kept = oai.responses.create(model="mock/alpha", input="keep me")
+    assert oai.responses.retrieve(kept.id).output_text == kept.output_text
+    unkept = oai.responses.create(model="mock/alpha", input="forget me", store=False)
+    assert unkept.store is False
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.retrieve(unkept.id)
+    with pytest.raises(openai.NotFoundError) as caught:
+        oai.responses.create(model="mock/alpha", input="next", previous_response_id=unkept.id)
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["code"] == "previous_response_not_found"
+    deleted = httpx.delete(
+        f"{gateway.base_url}/v1/responses/{kept.id}", headers={"authorization": f"Bearer {KEY}"}, timeout=20
+    )
+    assert deleted.json() == {"id": kept.id, "object": "response.deleted", "deleted": True}
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.retrieve(kept.id)
+
+
+def test_responses_refuse_built_in_tools_with_a_400(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.responses.create(model="mock/alpha", input="x", tools=[{"type": "web_search"}])
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["param"] == "tools[0].type"
+
+
+def test_responses_stream_cut_upstream_raises_in_the_sdk(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIError), oai.responses.stream(model="up/cut", input="x") as stream:
         for _ in stream:
             pass
