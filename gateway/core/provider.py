@@ -6,6 +6,9 @@ still be retried, fallen over or relayed as an HTTP status; after it, failures a
 Leaving it (normally, on error or on cancellation) closes the upstream response.
 
 Retry, circuit breaking and telemetry are Providers that wrap another Provider (STYLE 8).
+
+Embeddings are optional: a provider that serves them says so in `capabilities.embeddings` and implements
+`Embedder.embed` (a Protocol cannot declare an optional method, so it is a second, one-method protocol).
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
 
-__all__ = ["CallOptions", "Capabilities", "ChunkStream", "Provider"]
+__all__ = ["CallOptions", "Capabilities", "ChunkStream", "Embedder", "Provider"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,7 @@ class Capabilities:
     vision: bool = True
     json_mode: bool = True
     n: bool = True
+    embeddings: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,3 +74,12 @@ class Provider(Protocol):
     ) -> AbstractAsyncContextManager[ChunkStream]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """The optional embeddings call: an OpenAI `/v1/embeddings` body in (its `model` is replaced by `model`), an
+    OpenAI embeddings response out (`object: list`, `data`, `usage`). Wrappers implement it by delegation, so
+    whether a deployment serves embeddings is `capabilities.embeddings`, not the presence of the method."""
+
+    async def embed(self, body: dict[str, Any], *, model: str, options: CallOptions) -> dict[str, Any]: ...

@@ -20,7 +20,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif "[" in part or part in _TYPE_TAGS or part.startswith("function-"):
+        elif "[" in part or part in _TYPE_TAGS or part.startswith(("function-", "constrained-")):
             continue  # pydantic's union-member tags are not fields
         else:
             out += f".{part}" if out else part

@@ -17,6 +17,7 @@ from gateway.cache.stored_responses import StoredResponses
 from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.routes.chat import chat_route
+from gateway.http.routes.embeddings import embeddings_route
 from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.messages import count_tokens_route, messages_route
 from gateway.http.routes.models import list_models, retrieve_model
@@ -57,6 +58,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
         "/v1/messages": messages_route(service),
         "/v1/messages/count_tokens": count_tokens_route(service),
         "/v1/responses": responses_route(service, responses),
+        "/v1/embeddings": embeddings_route(service),
     }
     return RequestIdEdge(app, service.tracing, routes=routes)
 

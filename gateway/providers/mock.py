@@ -14,13 +14,21 @@ So that agent loops and structured-output clients work against it:
   the tool result.
 - With `response_format` `json_schema`, the answer is JSON valid against the schema (a minimal instance:
   `_schema_instance.py`); with `json_object`, a JSON object holding the reply text.
+
+Embeddings are deterministic: each input is a unit vector drawn from an RNG seeded by the provider, model and
+input, so equal inputs get equal vectors and different inputs nearly orthogonal ones; `dimensions` (default
+256) and `encoding_format: base64` (little-endian float32, as OpenAI sends) are honoured.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import math
 import random
+import struct
 import time
 import uuid
 import zlib
@@ -65,9 +73,30 @@ def _formatted(text: str, response_format: Any) -> str:
     return text
 
 
+DEFAULT_DIMENSIONS = 256
+
+
+def _vector(seed: str, dimensions: int) -> list[float]:
+    rng = random.Random(hashlib.sha256(seed.encode()).digest())
+    values = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+def _embedding_inputs(value: Any) -> list[str]:
+    """Each input as the text its vector is seeded from (token arrays by their JSON)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return [json.dumps(value)]
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else json.dumps(v) for v in value]
+    return [json.dumps(value)]
+
+
 class MockProvider:
     kind = "mock"
-    capabilities = Capabilities()
+    capabilities = Capabilities(embeddings=True)
 
     def __init__(self, name: str, models: Mapping[str, MockModel], *, seed: int = 0) -> None:
         self.name = name
@@ -164,6 +193,29 @@ class MockProvider:
         self._check_failure(model, profile)
         response = self._answer(request, model)
         yield _MockStream(self, response, profile, options, time.monotonic() - started)
+
+    async def embed(self, body: dict[str, Any], *, model: str, options: CallOptions) -> dict[str, Any]:
+        profile = self._profile(model)
+        await self._wait(profile.latency_ms / 1000, options)
+        self._check_failure(model, profile)
+        dimensions = body.get("dimensions")
+        size = dimensions if isinstance(dimensions, int) and dimensions > 0 else DEFAULT_DIMENSIONS
+        base64_format = body.get("encoding_format") == "base64"
+        data = []
+        tokens = 0
+        for index, text in enumerate(_embedding_inputs(body.get("input"))):
+            vector = _vector(f"{self.name}/{model}:{text}", size)
+            tokens += max(_estimate_tokens(text), 1)
+            embedding: Any = vector
+            if base64_format:
+                embedding = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
+            data.append({"object": "embedding", "index": index, "embedding": embedding})
+        return {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
 
     async def aclose(self) -> None:
         return None

@@ -13,12 +13,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
-from gateway.core.errors import UpstreamError
-from gateway.core.provider import CallOptions, ChunkStream, Provider
+from gateway.core.errors import InvalidRequest, UpstreamError
+from gateway.core.provider import CallOptions, ChunkStream, Embedder, Provider
 from gateway.core.types import ChatRequest, ChatResponse
 
 __all__ = ["RetryingProvider"]
@@ -99,6 +99,13 @@ class RetryingProvider:
             yield await self._call(
                 options, lambda: stack.enter_async_context(self.inner.stream(request, model=model, options=options))
             )
+
+    async def embed(self, body: dict[str, Any], *, model: str, options: CallOptions) -> dict[str, Any]:
+        inner = self.inner
+        if not isinstance(inner, Embedder):
+            raise InvalidRequest(f"{self.name} does not serve embeddings", param="model")
+        options = self._bounded(options)
+        return await self._call(options, lambda: inner.embed(body, model=model, options=options))
 
     async def aclose(self) -> None:
         await self.inner.aclose()

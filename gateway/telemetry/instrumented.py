@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import orjson
 from opentelemetry.trace import SpanKind, Tracer
 
-from gateway.core.errors import GatewayError, UpstreamError
-from gateway.core.provider import CallOptions, ChunkStream, Provider
+from gateway.core.errors import GatewayError, InvalidRequest, UpstreamError
+from gateway.core.provider import CallOptions, ChunkStream, Embedder, Provider
 from gateway.core.types import ChatRequest, ChatResponse, Usage
 from gateway.telemetry.tracing import fail
 
@@ -134,6 +134,29 @@ class InstrumentedProvider:
             raise
         finally:
             span.end()
+
+    async def embed(self, body: dict[str, Any], *, model: str, options: CallOptions) -> dict[str, Any]:
+        inner = self.inner
+        if not isinstance(inner, Embedder):
+            raise InvalidRequest(f"{self.name} does not serve embeddings", param="model")
+        attributes = {
+            **self._static,
+            "gen_ai.operation.name": "embeddings",
+            "gen_ai.request.model": model,
+            "ultra.role": options.role,
+        }
+        span = self._tracer.start_span(f"embeddings {model}", kind=SpanKind.CLIENT, attributes=attributes)
+        try:
+            result = await inner.embed(body, model=model, options=options)
+        except BaseException as exc:
+            self._failed(span, exc)
+            span.end()
+            raise
+        usage = result.get("usage") or {}
+        if isinstance(usage.get("prompt_tokens"), int):
+            span.set_attribute("gen_ai.usage.input_tokens", usage["prompt_tokens"])
+        span.end()
+        return result
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -6,6 +6,7 @@ OpenAI-compatible upstream, and an `ultra-*` alias."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -369,3 +370,47 @@ def test_responses_stream_cut_upstream_raises_in_the_sdk(oai: openai.OpenAI) -> 
     with pytest.raises(openai.APIError), oai.responses.stream(model="up/cut", input="x") as stream:
         for _ in stream:
             pass
+
+
+# --- Embeddings ------------------------------------------------------------------------------------------------
+
+
+def test_embeddings_on_the_mock_fleet_are_deterministic_unit_vectors(oai: openai.OpenAI) -> None:
+    # The SDK asks for base64 and decodes it: the gateway's base64 is what a float list would have been.
+    first = oai.embeddings.create(model="mock/alpha", input=["cats", "dogs", "cats"])
+    assert [d.index for d in first.data] == [0, 1, 2]
+    cats, dogs, cats_again = (d.embedding for d in first.data)
+    assert len(cats) == 256
+    assert cats == cats_again
+    assert cats != dogs
+    assert math.isclose(sum(v * v for v in cats), 1.0, rel_tol=1e-5)
+    floats = oai.embeddings.create(model="mock/alpha", input="cats", encoding_format="float", dimensions=8)
+    assert len(floats.data[0].embedding) == 8
+    assert floats.usage.prompt_tokens == floats.usage.total_tokens > 0
+    assert floats.model == "mock/alpha"
+    again = oai.embeddings.create(model="mock/alpha", input="cats", dimensions=8)
+    assert again.data[0].embedding == pytest.approx(floats.data[0].embedding, rel=1e-6)
+
+
+def test_embeddings_pass_through_to_an_openai_compatible_upstream(oai: openai.OpenAI, fake: FakeOpenAI) -> None:
+    response = oai.embeddings.create(model="up/echo", input=["a", "bcd"], dimensions=3)
+    assert [d.embedding for d in response.data] == [[0.0, 1.0, 0.5], [1.0, 3.0, 0.5]]
+    assert response.usage.total_tokens == 4
+    assert response.model == "up/echo"
+    sent = fake.bodies_for("echo")[-1]
+    assert sent["input"] == ["a", "bcd"]
+    assert sent["dimensions"] == 3
+    assert sent["encoding_format"] == "base64"
+
+
+def test_embeddings_refuse_aliases_and_bad_input(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as alias:
+        oai.embeddings.create(model="ultra-waterfall", input="x")
+    assert isinstance(alias.value.body, dict)
+    assert alias.value.body["param"] == "model"
+    with pytest.raises(openai.BadRequestError) as empty:
+        oai.embeddings.create(model="mock/alpha", input=[])
+    assert isinstance(empty.value.body, dict)
+    assert empty.value.body["param"] == "input"
+    with pytest.raises(openai.NotFoundError):
+        oai.embeddings.create(model="nope/none", input="x")

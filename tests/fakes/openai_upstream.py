@@ -7,7 +7,8 @@ upstreams do), `slow-<ms>`, `hang` (never answers), `badjson` (200 with a body t
 (streams two chunks, then drops the connection without [DONE]), `flaky` (503 once, then answers),
 `ratelimit` (always 429 with retry-after-ms), `drip` (streams a chunk every 100 ms for 20 s), `status-<code>`
 (always that status, echoing the caller's Authorization header in the message, as careless upstreams do).
-After a tool result (the last message has role `tool`) every model answers in text.
+After a tool result (the last message has role `tool`) every model answers in text. `/v1/embeddings` answers
+every model with small fixed vectors (see `_embeddings`).
 Every request is recorded, and so is every `slow-<ms>` or `drip` request whose caller hung up before the
 answer (`disconnected`).
 """
@@ -15,6 +16,8 @@ answer (`disconnected`).
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import threading
 from typing import Any
 
@@ -36,6 +39,7 @@ class FakeOpenAI:
         self.disconnect = threading.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         self.server = ThreadedApp(app)
 
     @property
@@ -81,6 +85,25 @@ class FakeOpenAI:
         if body.get("stream"):
             return await self._stream(request, body, model)
         return web.json_response(self._completion(body, model))
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """Vectors `[index, len(text), 0.5]` per input (base64 float32 when asked); model `status-<code>` fails."""
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        model = str(body.get("model"))
+        if model.startswith("status-"):
+            return self._error(int(model[7:]), "embeddings failed")
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for i, item in enumerate(inputs):
+            vector = [float(i), float(len(item)), 0.5]
+            embedding: Any = vector
+            if body.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack("<3f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        usage = {"prompt_tokens": 2 * len(inputs), "total_tokens": 2 * len(inputs)}
+        return web.json_response({"object": "list", "data": data, "model": model, "usage": usage})
 
     @staticmethod
     def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

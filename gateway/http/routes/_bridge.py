@@ -1,5 +1,6 @@
 """What every inbound API besides chat shares: the glue that runs a ChatRequest through the pipeline
-(`Gateway.complete` / `Gateway.stream`, exactly as the chat route calls them) and the few ASGI steps around it
+(`Gateway.complete` / `Gateway.stream`, exactly as the chat route calls them; and, for embeddings, the one
+deployment call with its admission and settlement) and the few ASGI steps around it
 (authenticate, read a JSON body, send JSON, relay an event stream until the client hangs up).
 
 The Messages, Responses and Embeddings routes are raw ASGI apps served by the edge, like the chat route, so they
@@ -9,7 +10,9 @@ calls `complete` or `streamed` here. This is the one module that knows the pipel
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -19,10 +22,13 @@ import orjson
 
 from gateway.auth import Principal
 from gateway.core.errors import GatewayError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
+from gateway.core.provider import CallOptions, Embedder
 from gateway.core.types import ChatRequest, Chunk
+from gateway.dialects.embeddings import token_estimate_body
 from gateway.http.edge import ASGIApp, Message, Receive, Scope, Send
 from gateway.http.errors import internal, unexpected
 from gateway.http.routes.chat import _until_disconnect
+from gateway.ratelimit.limiter import key_rule
 from gateway.service import Gateway, RequestContext
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "Renderer",
     "Streamed",
     "complete",
+    "embed",
     "raw_route",
     "read_json",
     "send_json",
@@ -120,6 +127,49 @@ async def streamed(inbound: Inbound, chat: ChatRequest, rc: RequestContext) -> A
         opened = await stack.enter_async_context(inbound.gateway.stream(chat, rc))
         _log_meta(inbound.scope, opened.meta)  # complete by the time the line is written, after the stream
         yield Streamed(opened.chunks, opened.headers)
+
+
+async def embed(inbound: Inbound, body: dict[str, Any]) -> Answer:
+    """An embeddings call to the one deployment the body names: authorized, admitted by the rate limits (its
+    input as the token estimate), settled with the real usage. No strategy, no fallbacks: vectors from another
+    model would not be comparable with the ones the client already has."""
+    gateway = inbound.gateway
+    model = str(body["model"])
+    rc = inbound.context(model)
+    gateway.auth.authorize(rc.principal, model)
+    if model in gateway.strategies or model in gateway.settings.aliases:
+        raise InvalidRequest(
+            f"'{model}' is a strategy alias; embeddings need one deployment, named as provider/model", param="model"
+        )
+    deployment = gateway.pool.resolve(model)
+    provider = deployment.provider
+    if not provider.capabilities.embeddings or not isinstance(provider, Embedder):
+        raise InvalidRequest(f"'{deployment.name}' does not serve embeddings", param="model")
+    ticket = None
+    if gateway.limiter is not None:
+        rule = key_rule(rc.principal.name, rpm=rc.principal.rpm, tpm=rc.principal.tpm)
+        ticket = await gateway.limiter.admit(key=rule, model=model, body=token_estimate_body(body))
+    options = CallOptions(
+        deadline=time.monotonic() + gateway.settings.server.request_timeout_s,
+        request_id=rc.request_id,
+        role="embeddings",
+    )
+    used: int | None = 0
+    try:
+        result = await provider.embed(body, model=deployment.model, options=options)
+        usage = result.get("usage") or {}
+        used = usage.get("total_tokens") if isinstance(usage.get("total_tokens"), int) else None
+    except asyncio.CancelledError:
+        used = None  # the client left: the call may still be billed, keep the estimate charged
+        raise
+    finally:
+        if ticket is not None and gateway.limiter is not None:
+            gateway.limiter.settle_soon(ticket, used)
+    result["model"] = model
+    headers = {"x-ultra-strategy": "direct", "x-ultra-providers": deployment.name, "x-ultra-cache": "bypass"}
+    if ticket is not None:
+        headers.update(ticket.headers)
+    return Answer(result, headers)
 
 
 async def read_json(receive: Receive, length: str | None, limit: int) -> Any:
