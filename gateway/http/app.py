@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 
-from gateway.cache.stored_responses import StoredResponses
 from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.routes.chat import chat_route
@@ -21,7 +20,7 @@ from gateway.http.routes.embeddings import embeddings_route
 from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.messages import count_tokens_route, messages_route
 from gateway.http.routes.models import list_models, retrieve_model
-from gateway.http.routes.responses import delete_response, get_response, responses_route
+from gateway.http.routes.responses import delete_response, get_response, response_store, responses_route
 from gateway.service import Gateway
 from gateway.settings import Settings, load_settings
 from gateway.telemetry.access import start_access_log
@@ -31,6 +30,7 @@ __all__ = ["app_from_env", "create_app", "prepare_process"]
 
 def create_app(settings: Settings, *, gateway: Gateway | None = None) -> RequestIdEdge:
     service = gateway or Gateway(settings)
+    responses = response_store(settings)  # what /v1/responses keeps for GET and chaining
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -38,7 +38,10 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
         try:
             yield
         finally:
-            await service.aclose()
+            try:
+                await service.aclose()
+            finally:
+                await responses.aclose()
 
     app = Litestar(
         route_handlers=[list_models, retrieve_model, live, ready, metrics, get_response, delete_response],
@@ -51,7 +54,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
         debug=False,
     )
     app.state.gateway = service
-    responses = app.state.responses = StoredResponses()  # what /v1/responses keeps for GET and chaining
+    app.state.responses = responses
     # The inbound APIs bypass Litestar (see routes/chat.py); the edge still wraps them like every route.
     routes = {
         "/v1/chat/completions": chat_route(service),

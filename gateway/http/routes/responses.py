@@ -3,12 +3,13 @@
 request is translated to a chat request (`gateway/dialects/responses.py`), run on the same pipeline as
 `/v1/chat/completions`, and the answer or stream translated back, with the gateway's `ultra` metadata.
 
-Responses are kept per API key for `previous_response_id` and `GET` (`gateway/cache/stored_responses.py`),
-unless the request says `store: false`.
+Responses are kept per API key for `previous_response_id` and `GET` (`gateway/cache/stored_responses.py`: in
+memory, or on Redis when the cache is), unless the request says `store: false`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,8 +17,9 @@ from litestar import Request, delete, get
 from litestar.datastructures import State
 from litestar.params import FromPath
 
-from gateway.cache.stored_responses import StoredResponse, StoredResponses
-from gateway.core.errors import GatewayError, NotFound
+from gateway._redis import RedisEndpoint
+from gateway.cache.stored_responses import MemoryResponseStore, RedisResponseStore, ResponseStore, StoredResponse
+from gateway.core.errors import GatewayError, NotFound, ServiceUnavailable
 from gateway.core.types import Chunk, parse_chat_request
 from gateway.dialects.responses import (
     ResponseEvents,
@@ -33,28 +35,49 @@ from gateway.http.edge import ASGIApp
 from gateway.http.errors import rendered
 from gateway.http.routes._bridge import Inbound, complete, raw_route, send_json, send_stream, streamed
 from gateway.service import Gateway
+from gateway.settings import Settings
 
-__all__ = ["delete_response", "get_response", "responses_route"]
+__all__ = ["delete_response", "get_response", "response_store", "responses_route"]
+
+log = logging.getLogger("ultra_gateway")
+
+
+def response_store(settings: Settings) -> ResponseStore:
+    """In memory, or on Redis when the cache is (so every worker and replica can chain and fetch)."""
+    cache = settings.cache
+    if cache.enabled and cache.backend == "redis" and cache.redis_url:
+        url = cache.redis_url
+        # A stored conversation can be large: a longer budget than the cache's lookups get.
+        return RedisResponseStore(
+            lambda: RedisEndpoint(url, timeout_s=max(cache.timeout_s, 1.0)), prefix=cache.key_prefix
+        )
+    return MemoryResponseStore()
 
 
 def _not_found(response_id: str) -> NotFound:
     return NotFound(f"No response with id '{response_id}' is stored for this key.", param="response_id")
 
 
-def _keep(store: StoredResponses, owner: str, call: ResponsesCall, response: dict[str, Any]) -> None:
-    if call.store:
-        conversation = [*call.conversation, *output_messages(response)]
-        store.put(owner, response["id"], StoredResponse(response, conversation))
+async def _keep(store: ResponseStore, owner: str, call: ResponsesCall, response: dict[str, Any]) -> None:
+    """Store the response unless asked not to. A store that is down costs the client nothing but the chaining:
+    the answer is sent all the same (and a later GET or chain finds nothing)."""
+    if not call.store:
+        return
+    conversation = [*call.conversation, *output_messages(response)]
+    try:
+        await store.put(owner, response["id"], StoredResponse(response, conversation))
+    except ServiceUnavailable as exc:
+        log.warning("response %s not stored: %s", response["id"], exc.message)
 
 
-def responses_route(gateway: Gateway, store: StoredResponses) -> ASGIApp:
+def responses_route(gateway: Gateway, store: ResponseStore) -> ASGIApp:
     async def create(inbound: Inbound) -> None:
         body = await inbound.json()
         owner = inbound.principal.name
         history: list[dict[str, Any]] = []
         previous = body.get("previous_response_id") if isinstance(body, dict) else None
         if isinstance(previous, str) and previous:
-            stored = store.get(owner, previous)
+            stored = await store.get(owner, previous)
             if stored is None:
                 error = _not_found(previous)
                 error.param, error.code = "previous_response_id", "previous_response_not_found"
@@ -67,7 +90,7 @@ def responses_route(gateway: Gateway, store: StoredResponses) -> ASGIApp:
         if not chat.stream:
             answer = await complete(inbound, chat, rc)
             response = response_from_chat(answer.body, call, response_id=response_id, model=chat.model)
-            _keep(store, owner, call, response)
+            await _keep(store, owner, call, response)
             await send_json(inbound.send, 200, response, answer.headers)
             return
         events = ResponseEvents(call, response_id=response_id, model=chat.model)
@@ -81,7 +104,7 @@ def responses_route(gateway: Gateway, store: StoredResponses) -> ASGIApp:
             for event in events.finish():
                 yield sse(event)
             assert events.response is not None
-            _keep(store, owner, call, events.response)
+            await _keep(store, owner, call, events.response)
 
         def failed(error: GatewayError) -> bytes:  # after the start: `error`, then `response.failed`
             return b"".join(sse(event) for event in events.fail(error))
@@ -92,18 +115,18 @@ def responses_route(gateway: Gateway, store: StoredResponses) -> ASGIApp:
     return raw_route(gateway, {"POST": create}, rendered)
 
 
-@get("/v1/responses/{response_id:str}", sync_to_thread=False, guards=[require_key])
-def get_response(response_id: FromPath[str], state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
-    store: StoredResponses = state.responses
-    stored = store.get(principal_of(request).name, response_id)
+@get("/v1/responses/{response_id:str}", guards=[require_key])
+async def get_response(response_id: FromPath[str], state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    store: ResponseStore = state.responses
+    stored = await store.get(principal_of(request).name, response_id)
     if stored is None:
         raise _not_found(response_id)
     return stored.response
 
 
-@delete("/v1/responses/{response_id:str}", sync_to_thread=False, guards=[require_key], status_code=200)
-def delete_response(response_id: FromPath[str], state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
-    store: StoredResponses = state.responses
-    if not store.delete(principal_of(request).name, response_id):
+@delete("/v1/responses/{response_id:str}", guards=[require_key], status_code=200)
+async def delete_response(response_id: FromPath[str], state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    store: ResponseStore = state.responses
+    if not await store.delete(principal_of(request).name, response_id):
         raise _not_found(response_id)
     return {"id": response_id, "object": "response.deleted", "deleted": True}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.cache.stored_responses import StoredResponse, StoredResponses
+from gateway.cache.stored_responses import MemoryResponseStore, StoredResponse
 from gateway.core.errors import InvalidRequest, UpstreamTimeout
 from gateway.dialects.responses import ResponseEvents, output_messages, response_from_chat, translate
 
@@ -242,19 +242,21 @@ def test_a_failure_after_the_start_is_an_error_then_response_failed() -> None:
     assert failure[1]["response"]["error"] == {"code": "upstream_timeout", "message": "too slow"}
 
 
-def test_the_store_is_per_key_with_a_ttl() -> None:
+async def test_the_memory_store_is_per_key_with_a_ttl_and_bounds() -> None:
     now = [0.0]
-    store = StoredResponses(ttl_s=10, max_entries=2, clock=lambda: now[0])
-    entry = StoredResponse({"id": "r1"}, [])
-    store.put("team-a", "r1", entry)
-    assert store.get("team-a", "r1") is entry
-    assert store.get("team-b", "r1") is None
-    assert not store.delete("team-b", "r1")
+    store = MemoryResponseStore(ttl_s=10, max_entries=2, max_bytes=200, clock=lambda: now[0])
+    entry = StoredResponse({"id": "r1"}, [{"role": "user", "content": "x"}])
+    await store.put("team-a", "r1", entry)
+    assert await store.get("team-a", "r1") == entry
+    assert await store.get("team-b", "r1") is None
+    assert not await store.delete("team-b", "r1")
     now[0] = 10.0
-    assert store.get("team-a", "r1") is None
-    store.put("k", "a", entry)
-    store.put("k", "b", entry)
-    store.put("k", "c", entry)
-    assert store.get("k", "a") is None  # the oldest went first
-    assert store.delete("k", "c")
-    assert store.get("k", "c") is None
+    assert await store.get("team-a", "r1") is None
+    for name in ("a", "b", "c"):
+        await store.put("k", name, entry)
+    assert await store.get("k", "a") is None  # the oldest went first
+    assert await store.delete("k", "c")
+    assert await store.get("k", "c") is None
+    await store.put("k", "big", StoredResponse({"id": "big"}, [{"content": "x" * 300}]))
+    assert await store.get("k", "big") is None  # larger than the byte budget: not kept
+    assert len(store) == 1
