@@ -70,7 +70,7 @@ class EmbeddingDialect(Protocol):
 
     def build_embeddings(self, body: dict[str, Any], *, model: str) -> HttpCall: ...
 
-    def parse_embeddings(self, body: bytes, *, model: str) -> dict[str, Any]: ...
+    def parse_embeddings(self, body: bytes, *, model: str, request: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class Dialect(Protocol):
@@ -244,7 +244,7 @@ class HttpProvider:
                 raise self._fail(exc) from None
         finally:
             response.release()
-        return dialect.parse_embeddings(raw, model=model)
+        return dialect.parse_embeddings(raw, model=model, request=body)
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -23,12 +23,10 @@ input, so equal inputs get equal vectors and different inputs nearly orthogonal 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import math
 import random
-import struct
 import time
 import uuid
 import zlib
@@ -41,6 +39,7 @@ from gateway.core.errors import UpstreamStatusError, UpstreamTimeout
 from gateway.core.provider import CallOptions, Capabilities
 from gateway.core.stream import response_to_chunks
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, text_of
+from gateway.providers._embeddings import embedding_response
 from gateway.providers._schema_instance import instance_of
 
 __all__ = ["MockModel", "MockProvider"]
@@ -200,22 +199,12 @@ class MockProvider:
         self._check_failure(model, profile)
         dimensions = body.get("dimensions")
         size = dimensions if isinstance(dimensions, int) and dimensions > 0 else DEFAULT_DIMENSIONS
-        base64_format = body.get("encoding_format") == "base64"
-        data = []
-        tokens = 0
-        for index, text in enumerate(_embedding_inputs(body.get("input"))):
-            vector = _vector(f"{self.name}/{model}:{text}", size)
-            tokens += max(_estimate_tokens(text), 1)
-            embedding: Any = vector
-            if base64_format:
-                embedding = base64.b64encode(struct.pack(f"<{size}f", *vector)).decode()
-            data.append({"object": "embedding", "index": index, "embedding": embedding})
-        return {
-            "object": "list",
-            "data": data,
-            "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        texts = _embedding_inputs(body.get("input"))
+        vectors = [_vector(f"{self.name}/{model}:{text}", size) for text in texts]
+        tokens = sum(max(_estimate_tokens(text), 1) for text in texts)
+        return embedding_response(
+            vectors, model=model, encoding_format=body.get("encoding_format"), prompt_tokens=tokens
+        )
 
     async def aclose(self) -> None:
         return None

@@ -104,7 +104,7 @@ class OpenAIDialect:
         """Passthrough, like chat: the client's embeddings body with the upstream model id."""
         return HttpCall("/embeddings", orjson.dumps({**body, "model": model}))
 
-    def parse_embeddings(self, body: bytes, *, model: str) -> dict[str, Any]:
+    def parse_embeddings(self, body: bytes, *, model: str, request: dict[str, Any]) -> dict[str, Any]:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
