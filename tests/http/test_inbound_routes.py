@@ -124,6 +124,9 @@ async def test_embeddings_are_refused_by_a_provider_without_them_and_rate_limite
     assert first.headers["x-ratelimit-remaining-requests"] == "0"
     second = await client.post("/v1/embeddings", json={"model": "fast/echo", "input": "x"}, headers=once)
     assert second.status_code == 429
+    metrics = (await client.get("/metrics")).text
+    assert 'ultra_requests_total{model="fast/echo",strategy="direct",status="200"} 1' in metrics
+    assert 'ultra_requests_total{model="fast/echo",strategy="direct",status="429"} 1' in metrics
 
 
 @pytest.mark.parametrize(

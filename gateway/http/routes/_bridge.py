@@ -131,10 +131,22 @@ async def streamed(inbound: Inbound, chat: ChatRequest, rc: RequestContext) -> A
 
 async def embed(inbound: Inbound, body: dict[str, Any]) -> Answer:
     """An embeddings call to the one deployment the body names: authorized, admitted by the rate limits (its
-    input as the token estimate), settled with the real usage. No strategy, no fallbacks: vectors from another
-    model would not be comparable with the ones the client already has."""
+    input as the token estimate), settled with the real usage, counted in `ultra_requests_total` (strategy
+    `direct`). No strategy, no fallbacks: vectors from another model would not be comparable with the ones the
+    client already has."""
     gateway = inbound.gateway
     model = str(body["model"])
+    try:
+        answer = await _embed(inbound, body, model)
+    except GatewayError as exc:
+        gateway.metrics.requests.inc((model, "direct", str(exc.status)))
+        raise
+    gateway.metrics.requests.inc((model, "direct", "200"))
+    return answer
+
+
+async def _embed(inbound: Inbound, body: dict[str, Any], model: str) -> Answer:
+    gateway = inbound.gateway
     rc = inbound.context(model)
     gateway.auth.authorize(rc.principal, model)
     if model in gateway.strategies or model in gateway.settings.aliases:
