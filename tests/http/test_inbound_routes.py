@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from gateway.http.app import create_app
 from gateway.http.edge import route_template
 from gateway.service import Gateway
 from gateway.settings import parse_settings
+from tests.fakes.openai_upstream import FakeOpenAI
 
 CONFIG = """
 server: {max_body_bytes: 4096}
@@ -155,3 +157,45 @@ async def test_responses_stream_sends_typed_events_with_sequence_numbers(client:
     data: list[dict[str, Any]] = [httpx.Response(200, content=b.split("\ndata: ")[1]).json() for b in blocks]
     assert [d["sequence_number"] for d in data] == list(range(len(data)))
     assert all(d["type"] == name for d, name in zip(data, names, strict=True))
+
+
+async def test_a_stream_cut_after_the_start_ends_with_the_apis_own_error_events() -> None:
+    with FakeOpenAI() as fake:
+        config = f"""
+providers:
+  - name: up
+    kind: openai
+    base_url: {fake.url}
+    max_retries: 0
+    models: [{{id: cut}}]
+"""
+        settings = parse_settings(config, env={})
+        gateway = Gateway(settings)
+        app = create_app(settings, gateway=gateway)
+        await gateway.start()
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+                body = {
+                    "model": "up/cut",
+                    "max_tokens": 20,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "x"}],
+                }
+                messages = (await client.post("/v1/messages", json=body)).text
+                responses = (
+                    await client.post("/v1/responses", json={"model": "up/cut", "input": "x", "stream": True})
+                ).text
+        finally:
+            await gateway.aclose()
+    last = [b for b in messages.split("\n\n") if b][-1].split("\n")
+    assert last[0] == "event: error"
+    error = orjson.loads(last[1].removeprefix("data: "))
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "api_error"
+    assert "message_stop" not in messages
+    blocks = [b.split("\n") for b in responses.split("\n\n") if b]
+    assert [b[0] for b in blocks[-2:]] == ["event: error", "event: response.failed"]
+    failed = orjson.loads(blocks[-1][1].removeprefix("data: "))
+    assert failed["response"]["status"] == "failed"
+    assert failed["response"]["error"]["code"]
+    assert "response.completed" not in responses
