@@ -10,13 +10,14 @@ from gateway._redis import RedisEndpoint
 from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache
 from gateway.cache.responses import ResponseCache
+from gateway.cache.stored_responses import MemoryResponseStore, RedisResponseStore, ResponseStore
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.policy import LimitRule, per_minute
 from gateway.ratelimit.redis import RedisLimiter
 from gateway.settings import CacheSettings, LimitSettings, RateLimitSettings
 
-__all__ = ["build_cache", "build_limiter", "cache_secret"]
+__all__ = ["build_cache", "build_limiter", "build_response_store", "cache_secret"]
 
 
 def cache_secret(settings: CacheSettings, env: Mapping[str, str] | None = None) -> bytes | None:
@@ -57,6 +58,18 @@ def _rule(scope: str, label: str, limits: LimitSettings | RateLimitSettings) -> 
         per_minute(limits.rpm) if limits.rpm is not None else None,
         per_minute(limits.tpm) if limits.tpm is not None else None,
     )
+
+
+def build_response_store(settings: CacheSettings) -> ResponseStore:
+    """Where `/v1/responses` keeps answers for GET and `previous_response_id`: in memory, or on Redis when the
+    cache is (so every worker and replica can chain and fetch)."""
+    if settings.enabled and settings.backend == "redis" and settings.redis_url:
+        url = settings.redis_url
+        # A stored conversation can be large: a longer budget than the cache's lookups get.
+        return RedisResponseStore(
+            lambda: RedisEndpoint(url, timeout_s=max(settings.timeout_s, 1.0)), prefix=settings.key_prefix
+        )
+    return MemoryResponseStore()
 
 
 def build_limiter(settings: RateLimitSettings) -> RateLimiter | None:

@@ -13,7 +13,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from gateway.auth import Authenticator
-from gateway.backends import build_cache, build_limiter
+from gateway.backends import build_cache, build_limiter, build_response_store
+from gateway.cache.stored_responses import ResponseStore
 from gateway.core.stats import LiveStats
 from gateway.pipeline import Pipeline
 from gateway.routing import Router
@@ -48,6 +49,7 @@ class Gateway:
         self._rng = rng
         self._resources = AsyncExitStack()
         self._pipeline: Pipeline | None = None
+        self._responses: ResponseStore | None = None
 
     @property
     def tracing(self) -> Tracing:
@@ -67,6 +69,13 @@ class Gateway:
             raise RuntimeError("the gateway has not been started (or has been closed)")
         return self._pipeline
 
+    @property
+    def responses(self) -> ResponseStore:
+        """What `/v1/responses` keeps per key for GET and `previous_response_id`."""
+        if self._responses is None:
+            raise RuntimeError("the gateway has not been started (or has been closed)")
+        return self._responses
+
     async def start(self) -> None:
         stack = self._resources
         stack.callback(self.tracing.shutdown)  # last out: flushes the spans of everything closed before it
@@ -78,6 +87,8 @@ class Gateway:
         limiter = build_limiter(self.settings.rate_limits)
         if limiter is not None:
             stack.push_async_callback(limiter.aclose)
+        self._responses = build_response_store(self.settings.cache)
+        stack.push_async_callback(self._responses.aclose)
         server = self.settings.server
         self._pipeline = Pipeline(
             self.router,
@@ -95,7 +106,7 @@ class Gateway:
         )
 
     async def aclose(self) -> None:
-        self._pipeline = None
+        self._pipeline = self._responses = None
         await self._resources.aclose()
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:

@@ -6,6 +6,7 @@ GatewayError                      status, OpenAI type/code/param, retryable, ret
 ├── AuthenticationFailed          401  invalid_api_key
 ├── ModelNotAllowed               403  model_not_allowed
 ├── ModelNotFound                 404  model_not_found
+├── NotFound                      404  not_found (another resource, e.g. a stored response)
 ├── MethodNotAllowed              405  method_not_allowed
 ├── PayloadTooLarge               413  request_too_large
 ├── RateLimited                   429  rate_limit_exceeded (the gateway's own limits)
@@ -41,6 +42,7 @@ __all__ = [
     "MethodNotAllowed",
     "ModelNotAllowed",
     "ModelNotFound",
+    "NotFound",
     "PayloadTooLarge",
     "RateLimited",
     "ServiceUnavailable",
@@ -104,6 +106,12 @@ class ModelNotFound(GatewayError):
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
 
 
 class MethodNotAllowed(GatewayError):

@@ -7,6 +7,9 @@ Leaving it (normally, on error or on cancellation) closes the upstream response.
 
 Retry, circuit breaking and telemetry are Providers that wrap another Provider: `WrappingProvider` gives them
 the delegation, so a wrapper writes only what it adds.
+
+Embeddings are optional: a provider that serves them says so in `capabilities.embeddings` and implements
+`Embedder.embed` (a Protocol cannot declare an optional method, so it is a second, one-method protocol).
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from gateway.core.errors import InvalidRequest
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
 
-__all__ = ["CallOptions", "Capabilities", "ChunkStream", "Provider", "WrappingProvider"]
+__all__ = ["CallOptions", "Capabilities", "ChunkStream", "Embedder", "Provider", "WrappingProvider"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,7 @@ class Capabilities:
     vision: bool = True
     json_mode: bool = True
     n: bool = True
+    embeddings: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,15 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class Embedder(Protocol):
+    """The optional embeddings call: an OpenAI `/v1/embeddings` body in (its `model` is replaced by `model`), an
+    OpenAI embeddings response out (`object: list`, `data`, `usage`). Wrappers implement it by delegation, so
+    whether a deployment serves embeddings is `capabilities.embeddings`, not the presence of the method."""
+
+    async def embed(self, body: dict[str, Any], *, model: str, options: CallOptions) -> dict[str, Any]: ...
+
+
 class WrappingProvider:
     """A Provider around another one: same name, kind, system and capabilities, every call delegated. A wrapper
     overrides what it adds (retries, a span, a breaker) and inherits the rest."""
@@ -96,6 +110,11 @@ class WrappingProvider:
         self, request: ChatRequest, *, model: str, options: CallOptions
     ) -> AbstractAsyncContextManager[ChunkStream]:
         return self.inner.stream(request, model=model, options=options)
+
+    async def embed(self, body: dict[str, Any], *, model: str, options: CallOptions) -> dict[str, Any]:
+        if not isinstance(self.inner, Embedder):  # callers check capabilities.embeddings first
+            raise InvalidRequest(f"{self.name} does not serve embeddings", param="model")
+        return await self.inner.embed(body, model=model, options=options)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

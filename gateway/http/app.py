@@ -18,8 +18,11 @@ from gateway.config import load_settings
 from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.routes.chat import chat_route
+from gateway.http.routes.embeddings import embeddings_route
 from gateway.http.routes.health import live, metrics, ready
+from gateway.http.routes.messages import count_tokens_route, messages_route
 from gateway.http.routes.models import list_models, retrieve_model
+from gateway.http.routes.responses import delete_response, get_response, responses_route
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.telemetry.access import start_access_log
@@ -39,7 +42,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
             await service.aclose()
 
     app = Litestar(
-        route_handlers=[list_models, retrieve_model, live, ready, metrics],
+        route_handlers=[list_models, retrieve_model, live, ready, metrics, get_response, delete_response],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=None,
@@ -49,8 +52,15 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
         debug=False,
     )
     app.state.gateway = service
-    # The hot route bypasses Litestar (see routes/chat.py); the edge still wraps it like every route.
-    return RequestIdEdge(app, service.tracing, routes={"/v1/chat/completions": chat_route(service)})
+    # The inbound APIs bypass Litestar (see routes/chat.py); the edge still wraps them like every route.
+    routes = {
+        "/v1/chat/completions": chat_route(service),
+        "/v1/messages": messages_route(service),
+        "/v1/messages/count_tokens": count_tokens_route(service),
+        "/v1/responses": responses_route(service),
+        "/v1/embeddings": embeddings_route(service),
+    }
+    return RequestIdEdge(app, service.tracing, routes=routes)
 
 
 def prepare_process() -> None:

@@ -26,7 +26,17 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 __all__ = ["ASGIApp", "Message", "Receive", "RequestIdEdge", "Scope", "Send", "route_template"]
 
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9_.:-]{1,128}$")
-_ROUTES = ("/v1/chat/completions", "/v1/models", "/health/live", "/health/ready", "/metrics")
+_ROUTES = (
+    "/v1/chat/completions",
+    "/v1/models",
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/responses",
+    "/v1/embeddings",
+)
 _PROPAGATION = (b"traceparent", b"tracestate", b"baggage")
 
 
@@ -58,6 +68,8 @@ def route_template(path: str) -> str | None:
         return path
     if path.startswith("/v1/models/"):
         return "/v1/models/{model_id}"
+    if path.startswith("/v1/responses/"):
+        return "/v1/responses/{response_id}"
     return None  # unknown paths get no route: the span is named by the method alone (bounded cardinality)
 
 

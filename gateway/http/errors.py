@@ -5,6 +5,7 @@ Litestar's routes get them through EXCEPTION_HANDLERS; the raw chat route sends 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -15,16 +16,39 @@ from gateway.core.errors import GatewayError, InternalError, PayloadTooLarge
 from gateway.http.render import error_headers
 from gateway.http.state import state_of
 
-__all__ = ["EXCEPTION_HANDLERS", "error_event", "render", "rendered", "unexpected"]
+__all__ = ["ENDPOINTS", "EXCEPTION_HANDLERS", "error_event", "render", "rendered", "rendered_as", "unexpected"]
 
 log = logging.getLogger("ultra_gateway")
 
 _FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
+ENDPOINTS = (
+    "POST /v1/chat/completions",
+    "POST /v1/responses",
+    "GET /v1/responses/{id}",
+    "DELETE /v1/responses/{id}",
+    "POST /v1/messages",
+    "POST /v1/messages/count_tokens",
+    "POST /v1/embeddings",
+    "GET /v1/models",
+    "GET /v1/models/{id}",
+    "GET /health/live",
+    "GET /health/ready",
+    "GET /metrics",
+)
+"""What an unknown path's 404 lists, so a client pointed at the wrong URL learns what is here."""
+
 
 def rendered(error: GatewayError) -> tuple[int, bytes, dict[str, str]]:
     """Status, JSON body and headers of an error response: for Litestar's handlers and the raw chat route."""
     return error.status, orjson.dumps(error.to_body()), error_headers(error)
+
+
+def rendered_as(
+    error: GatewayError, body: Callable[[GatewayError], dict[str, Any]]
+) -> tuple[int, bytes, dict[str, str]]:
+    """Like `rendered`, in another API's error shape (`body` builds it), for routes that speak that API."""
+    return error.status, orjson.dumps(body(error)), error_headers(error)
 
 
 def render(error: GatewayError) -> Response[bytes]:
@@ -49,7 +73,10 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
     status = exc.status_code
     if status == 413:
         return render(PayloadTooLarge("The request body is larger than this gateway accepts"))
-    error = GatewayError(str(exc.detail), code=_FRAMEWORK_CODES.get(status))
+    message = str(exc.detail)
+    if status == 404:
+        message = f"Unknown path {request.url.path[:200]}. This gateway serves: {', '.join(ENDPOINTS)}."
+    error = GatewayError(message, code=_FRAMEWORK_CODES.get(status))
     error.status = status
     error.type = "invalid_request_error" if status < 500 else "server_error"
     return render(error)

@@ -16,11 +16,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
 from gateway.core.errors import (
+    InvalidRequest,
     ServiceUnavailable,
     UpstreamConnectionError,
     UpstreamError,
@@ -33,6 +34,7 @@ from gateway.providers._sse import SSEDecoder, SSEEvent
 
 __all__ = [
     "Dialect",
+    "EmbeddingDialect",
     "HttpCall",
     "HttpProvider",
     "StreamTranslator",
@@ -61,6 +63,15 @@ class StreamTranslator(Protocol):
     def feed(self, event: SSEEvent) -> list[Chunk]: ...
 
     def finish(self) -> list[Chunk]: ...
+
+
+@runtime_checkable
+class EmbeddingDialect(Protocol):
+    """A dialect that also speaks its API's embeddings endpoint (optional, like `Embedder`)."""
+
+    def build_embeddings(self, body: dict[str, Any], *, model: str) -> HttpCall: ...
+
+    def parse_embeddings(self, body: bytes, *, model: str, request: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class Dialect(Protocol):
@@ -176,7 +187,9 @@ class HttpProvider:
     async def _send(
         self, request: ChatRequest, model: str, options: CallOptions, stream: bool
     ) -> aiohttp.ClientResponse:
-        call = self.dialect.build(request, model=model, stream=stream)
+        return await self._post(self.dialect.build(request, model=model, stream=stream), options)
+
+    async def _post(self, call: HttpCall, options: CallOptions) -> aiohttp.ClientResponse:
         try:
             return await self._client().post(
                 self._base + call.path,
@@ -223,6 +236,22 @@ class HttpProvider:
                 response.release()  # read to the end: the connection goes back to the pool
             else:
                 response.close()  # abandoned mid-stream (loser, client gone, error): drop the connection
+
+    async def embed(self, body: dict[str, Any], *, model: str, options: CallOptions) -> dict[str, Any]:
+        dialect = self.dialect
+        if not isinstance(dialect, EmbeddingDialect):
+            raise InvalidRequest(f"{self.name} does not serve embeddings", param="model")
+        response = await self._post(dialect.build_embeddings(body, model=model), options)
+        try:
+            if response.status >= 400:
+                raise await self._error(response)
+            try:
+                raw = await response.read()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise self._fail(exc) from None
+        finally:
+            response.release()
+        return dialect.parse_embeddings(raw, model=model, request=body)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -6,6 +6,9 @@ models) ride round trip in the tool call's `extra_content.google.thought_signatu
 OpenAI-compatible endpoint uses: the openai SDK keeps and re-sends it when a client passes the returned message
 back. `https://` image URLs are refused (send data URLs): fetching arbitrary URLs from the gateway would be a
 server-side request forgery risk.
+
+Embeddings go to `batchEmbedContents` (one request per input text, `dimensions` as `outputDimensionality`);
+Gemini reports no usage for them, so it is estimated (a token per four characters).
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import orjson
 from gateway.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from gateway.core.provider import Capabilities
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url, text_of
+from gateway.providers._embeddings import embedding_response
 from gateway.providers._http import HttpCall, redact
 from gateway.providers._sse import SSEEvent
 from gateway.providers._turns import Turns
 from gateway.providers.openai_compat import error_from_status
 
-__all__ = ["GeminiDialect", "build_body", "parse_candidates", "usage_from"]
+__all__ = ["GeminiDialect", "build_body", "embedding_body", "parse_candidates", "parse_embeddings", "usage_from"]
 
 _FILTERED = frozenset(
     {
@@ -259,10 +263,41 @@ def parse_candidates(data: Mapping[str, Any], *, model: str) -> ChatResponse:
     )
 
 
+def embedding_body(body: Mapping[str, Any], *, model: str) -> dict[str, Any]:
+    """An OpenAI embeddings body → batchEmbedContents: one request per input text, `dimensions` as
+    `outputDimensionality`. Token arrays have no Gemini form: a 400 naming `input`."""
+    value = body.get("input")
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise InvalidRequest("this model embeds text: input must be a string or a list of strings", param="input")
+    requests = []
+    for text in texts:
+        item: dict[str, Any] = {"model": f"models/{model}", "content": {"parts": [{"text": text}]}}
+        if isinstance(body.get("dimensions"), int):
+            item["outputDimensionality"] = body["dimensions"]
+        requests.append(item)
+    return {"requests": requests}
+
+
+def parse_embeddings(data: Any, *, model: str, request: Mapping[str, Any]) -> dict[str, Any]:
+    """batchEmbedContents' `embeddings[].values` → the OpenAI shape. Gemini reports no usage for embeddings, so
+    it is estimated like the mock's: a token per four characters of each input."""
+    embeddings = data.get("embeddings") if isinstance(data, dict) else None
+    if not isinstance(embeddings, list) or not all(isinstance(e, dict) for e in embeddings):
+        raise UpstreamProtocolError("the embeddings answer has no embeddings list")
+    vectors = [[float(v) for v in e.get("values") or ()] for e in embeddings]
+    value = request.get("input")
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    tokens = sum(max(-(-len(str(t)) // 4), 1) for t in texts)
+    return embedding_response(
+        vectors, model=model, encoding_format=request.get("encoding_format"), prompt_tokens=tokens
+    )
+
+
 class GeminiDialect:
     kind = "gemini"
     system = "gcp.gemini"
-    capabilities = Capabilities()
+    capabilities = Capabilities(embeddings=True)
 
     def __init__(self, api_key: str | None = None, *, provider: str = "gemini") -> None:
         self._api_key = api_key
@@ -291,6 +326,12 @@ class GeminiDialect:
         if not isinstance(data, dict):
             raise UpstreamProtocolError(f"{self._provider} returned JSON that is not a response object")
         return parse_candidates(data, model=model)
+
+    def build_embeddings(self, body: dict[str, Any], *, model: str) -> HttpCall:
+        return HttpCall(f"/v1beta/models/{model}:batchEmbedContents", orjson.dumps(embedding_body(body, model=model)))
+
+    def parse_embeddings(self, body: bytes, *, model: str, request: dict[str, Any]) -> dict[str, Any]:
+        return parse_embeddings(self._load(body), model=model, request=request)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         try:

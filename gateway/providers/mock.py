@@ -5,12 +5,27 @@ Each model has a profile: `latency_ms` (time to first token), `ms_per_token` (st
 `failure_rate` (0-1; outcomes drawn from an RNG seeded by provider and model, so a run is reproducible), and a
 `reply` template with `{model}`, `{provider}`, `{prompt}` (the last user message) and `{system}` (the system
 messages, where strategies put the material a lead model works from) placeholders.
-With tools offered (and `tool_choice` not `none`) it calls the named or first tool with `{}` arguments.
+
+So that agent loops and structured-output clients work against it:
+
+- With tools offered (and `tool_choice` not `none`) and no tool result yet, it calls the named or first tool
+  with arguments valid against that tool's parameter schema.
+- Once the conversation ends in a tool result, it answers in text (so an agent loop ends); `{prompt}` is then
+  the tool result.
+- With `response_format` `json_schema`, the answer is JSON valid against the schema (a minimal instance:
+  `_schema_instance.py`); with `json_object`, a JSON object holding the reply text.
+
+Embeddings are deterministic: each input is a unit vector drawn from an RNG seeded by the provider, model and
+input, so equal inputs get equal vectors and different inputs nearly orthogonal ones; `dimensions` (default
+256) and `encoding_format: base64` (little-endian float32, as OpenAI sends) are honoured.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import math
 import random
 import time
 import uuid
@@ -24,6 +39,8 @@ from gateway.core.errors import UpstreamStatusError, UpstreamTimeout
 from gateway.core.provider import CallOptions, Capabilities
 from gateway.core.stream import response_to_chunks
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, text_of
+from gateway.providers._embeddings import embedding_response
+from gateway.providers._schema_instance import instance_of
 
 __all__ = ["MockModel", "MockProvider"]
 
@@ -42,10 +59,44 @@ def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4) if text else 0
 
 
+def _formatted(text: str, response_format: Any) -> str:
+    """The reply as the requested format asks: JSON valid against a json_schema, or a JSON object."""
+    if not isinstance(response_format, dict):
+        return text
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
+        return json.dumps(instance_of(schema))
+    if kind == "json_object":
+        return json.dumps({"answer": text})
+    return text
+
+
+DEFAULT_DIMENSIONS = 256
+
+
+def _vector(seed: str, dimensions: int) -> list[float]:
+    rng = random.Random(hashlib.sha256(seed.encode()).digest())
+    values = [rng.gauss(0.0, 1.0) for _ in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+def _embedding_inputs(value: Any) -> list[str]:
+    """Each input as the text its vector is seeded from (token arrays by their JSON)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return [json.dumps(value)]
+    if isinstance(value, list):
+        return [v if isinstance(v, str) else json.dumps(v) for v in value]
+    return [json.dumps(value)]
+
+
 class MockProvider:
     kind = "mock"
     system = "ultra_gateway.mock"
-    capabilities = Capabilities()
+    capabilities = Capabilities(embeddings=True)
 
     def __init__(self, name: str, models: Mapping[str, MockModel], *, seed: int = 0) -> None:
         self.name = name
@@ -71,7 +122,11 @@ class MockProvider:
     def _answer(self, request: ChatRequest, model: str) -> ChatResponse:
         profile = self._profile(model)
         body = request.body
-        prompt = next((text_of(m.get("content")) for m in reversed(request.messages) if m.get("role") == "user"), "")
+        last = request.messages[-1] if request.messages else {}
+        after_tool = last.get("role") == "tool"
+        prompt = next(
+            (text_of(m.get("content")) for m in reversed(request.messages) if m.get("role") in ("user", "tool")), ""
+        )
         prompt_tokens = sum(_estimate_tokens(text_of(m.get("content"))) + 4 for m in request.messages)
         system = " ".join(
             text_of(m.get("content")) for m in request.messages if m.get("role") in ("system", "developer")
@@ -83,7 +138,10 @@ class MockProvider:
         if isinstance(limit, int) and len(words) > limit:
             words, finish = words[:limit], "length"
         text = " ".join(words)
-        tool_calls = self._tool_calls(body)
+        tool_calls = None if after_tool else self._tool_calls(body)
+        formatted = _formatted(text, body.get("response_format"))
+        if formatted is not text:  # a structured answer is whole: the word limit shortened only the template
+            text, finish = formatted, "stop"
         n = body.get("n") or 1
         message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else text}
         if tool_calls:
@@ -109,15 +167,14 @@ class MockProvider:
         choice = body.get("tool_choice")
         if not tools or choice == "none":
             return None
-        name = None
+        functions = [t.get("function") or {} for t in tools if isinstance(t, dict)]
+        function = functions[0] if functions else {}
         if isinstance(choice, dict):
             name = (choice.get("function") or {}).get("name")
-        if name is None:
-            first = tools[0] if isinstance(tools[0], dict) else {}
-            name = (first.get("function") or {}).get("name", "tool")
-        return [
-            {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": {"name": name, "arguments": "{}"}}
-        ]
+            function = next((f for f in functions if f.get("name") == name), {"name": name})
+        arguments = instance_of(function.get("parameters") or {"type": "object", "properties": {}})
+        call = {"name": function.get("name") or "tool", "arguments": json.dumps(arguments, separators=(",", ":"))}
+        return [{"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function", "function": call}]
 
     async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse:
         profile = self._profile(model)
@@ -136,6 +193,19 @@ class MockProvider:
         self._check_failure(model, profile)
         response = self._answer(request, model)
         yield _MockStream(self, response, profile, options, time.monotonic() - started)
+
+    async def embed(self, body: dict[str, Any], *, model: str, options: CallOptions) -> dict[str, Any]:
+        profile = self._profile(model)
+        await self._wait(profile.latency_ms / 1000, options)
+        self._check_failure(model, profile)
+        dimensions = body.get("dimensions")
+        size = dimensions if isinstance(dimensions, int) and dimensions > 0 else DEFAULT_DIMENSIONS
+        texts = _embedding_inputs(body.get("input"))
+        vectors = [_vector(f"{self.name}/{model}:{text}", size) for text in texts]
+        tokens = sum(max(_estimate_tokens(text), 1) for text in texts)
+        return embedding_response(
+            vectors, model=model, encoding_format=body.get("encoding_format"), prompt_tokens=tokens
+        )
 
     async def aclose(self) -> None:
         return None

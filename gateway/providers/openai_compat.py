@@ -52,7 +52,7 @@ def error_from_status(
 class OpenAIDialect:
     kind = "openai"
     system = "openai"
-    capabilities = Capabilities()
+    capabilities = Capabilities(embeddings=True)
 
     def __init__(self, api_key: str | None = None, *, provider: str = "openai") -> None:
         self._api_key = api_key
@@ -100,6 +100,19 @@ class OpenAIDialect:
             message = body[:200].decode("utf-8", errors="replace")
         message = redact(message, (self._api_key or "",))[:_MAX_MESSAGE]
         return error_from_status(status, headers, message, param=param, provider=self._provider)
+
+    def build_embeddings(self, body: dict[str, Any], *, model: str) -> HttpCall:
+        """Passthrough, like chat: the client's embeddings body with the upstream model id."""
+        return HttpCall("/embeddings", orjson.dumps({**body, "model": model}))
+
+    def parse_embeddings(self, body: bytes, *, model: str, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(f"{self._provider} returned a body that is not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise UpstreamProtocolError(f"{self._provider} returned JSON without a data list")
+        return data
 
     def stream_translator(self, *, model: str) -> _OpenAIStream:
         return _OpenAIStream(self)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
@@ -95,3 +95,7 @@ class RetryingProvider(WrappingProvider):
             yield await self._call(
                 options, lambda: stack.enter_async_context(self.inner.stream(request, model=model, options=options))
             )
+
+    async def embed(self, body: dict[str, Any], *, model: str, options: CallOptions) -> dict[str, Any]:
+        options = self._bounded(options)
+        return await self._call(options, lambda: WrappingProvider.embed(self, body, model=model, options=options))

@@ -129,3 +129,23 @@ class InstrumentedProvider(WrappingProvider):
             raise
         finally:
             span.end()
+
+    async def embed(self, body: dict[str, Any], *, model: str, options: CallOptions) -> dict[str, Any]:
+        attributes = {
+            **self._static,
+            "gen_ai.operation.name": "embeddings",
+            "gen_ai.request.model": model,
+            "ultra.role": options.role,
+        }
+        span = self._tracer.start_span(f"embeddings {model}", kind=SpanKind.CLIENT, attributes=attributes)
+        try:
+            result = await super().embed(body, model=model, options=options)
+        except BaseException as exc:
+            self._failed(span, exc)
+            span.end()
+            raise
+        usage = result.get("usage") or {}
+        if isinstance(usage.get("prompt_tokens"), int):
+            span.set_attribute("gen_ai.usage.input_tokens", usage["prompt_tokens"])
+        span.end()
+        return result

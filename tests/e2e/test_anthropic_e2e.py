@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import orjson
 import pytest
@@ -251,3 +252,42 @@ def test_unsupported_field_is_a_400_naming_it(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="claude/claude-ok", messages=USER, n=2)
     assert caught.value.param == "n"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_anthropic_sdk_through_the_gateway_to_an_anthropic_deployment(
+    client: openai.OpenAI, fake: FakeAnthropic, stream: bool
+) -> None:
+    """Messages in, chat through the pipeline, Messages out to the upstream and back: a whole tool loop."""
+    claude = anthropic.Anthropic(
+        base_url=str(client.base_url).rstrip("/").removesuffix("/v1"), api_key="unused", max_retries=0, timeout=20
+    )
+    tool = {"name": "weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}
+    messages: list[Any] = [{"role": "user", "content": "Weather in Oslo?"}]
+
+    def ask() -> Any:
+        if not stream:
+            return claude.messages.create(model="claude/claude-ok", max_tokens=64, tools=[tool], messages=messages)
+        with claude.messages.stream(model="claude/claude-ok", max_tokens=64, tools=[tool], messages=messages) as events:
+            return events.get_final_message()
+
+    first = ask()
+    assert first.stop_reason == "tool_use"
+    call = first.content[-1]
+    assert call.type == "tool_use"
+    assert call.input == {"city": "Oslo"}
+    messages += [
+        {"role": "assistant", "content": first.content},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "12 C"}]},
+    ]
+    second = ask()
+    assert second.stop_reason == "end_turn"
+    assert second.content[0].text.startswith("Claude says hi (3 turns)")
+    assert second.usage.cache_read_input_tokens == 3
+    assert second.usage.input_tokens == 12  # the upstream's own count: cached tokens apart, as it reported them
+    sent = fake.requests[-1]
+    assert sent["tools"][0]["name"] == "weather"
+    assert sent["messages"][-1] == {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "12 C"}],
+    }

@@ -24,7 +24,7 @@ USAGE = {"promptTokenCount": 9, "candidatesTokenCount": 4, "thoughtsTokenCount":
 
 class FakeGemini:
     """`gemini-ok` answers (calls the first tool, with a thought signature, until the history has its result);
-    `gemini-badkey` answers Google's 400 API_KEY_INVALID."""
+    `gemini-badkey` answers Google's 400 API_KEY_INVALID; `batchEmbedContents` answers small fixed vectors."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -57,6 +57,18 @@ class FakeGemini:
                 }
             }
             return web.json_response(error, status=400)
+        if method == "batchEmbedContents":  # a vector per request: [its index, its text's length, its dimensions]
+            embeddings = [
+                {
+                    "values": [
+                        float(i),
+                        float(len(r["content"]["parts"][0]["text"])),
+                        float(r.get("outputDimensionality", 0)),
+                    ]
+                }
+                for i, r in enumerate(body["requests"])
+            ]
+            return web.json_response({"embeddings": embeddings})
         parts = self._reply(body)
         if method == "generateContent":
             return web.json_response(
@@ -171,3 +183,18 @@ def test_invalid_key_falls_back_to_another_kind(client: openai.OpenAI) -> None:
     calls = completion.model_extra["ultra"]["calls"]
     assert calls[0]["status"] == "error"
     assert "credentials" in calls[0]["error"]
+
+
+def test_embeddings_translate_to_batch_embed_contents(client: openai.OpenAI, fake: FakeGemini) -> None:
+    response = client.embeddings.create(model="google/gemini-ok", input=["ab", "cde"], dimensions=3)
+    assert [d.embedding for d in response.data] == [[0.0, 2.0, 3.0], [1.0, 3.0, 3.0]]  # decoded from base64
+    assert response.usage.prompt_tokens == 2  # estimated: Gemini reports none
+    assert fake.requests[-1] == {
+        "requests": [
+            {"model": "models/gemini-ok", "content": {"parts": [{"text": "ab"}]}, "outputDimensionality": 3},
+            {"model": "models/gemini-ok", "content": {"parts": [{"text": "cde"}]}, "outputDimensionality": 3},
+        ]
+    }
+    assert fake.headers[-1]["x-goog-api-key"] == KEY
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="google/gemini-ok", input=[[1, 2, 3]])

@@ -7,6 +7,8 @@ upstreams do), `slow-<ms>`, `hang` (never answers), `badjson` (200 with a body t
 (streams two chunks, then drops the connection without [DONE]), `flaky` (503 once, then answers),
 `ratelimit` (always 429 with retry-after-ms), `drip` (streams a chunk every 100 ms for 20 s), `status-<code>`
 (always that status, echoing the caller's Authorization header in the message, as careless upstreams do).
+After a tool result (the last message has role `tool`) every model answers in text. `/v1/embeddings` answers
+every model with small fixed vectors (see `_embeddings`).
 Every request is recorded, and so is every `slow-<ms>` or `drip` request whose caller hung up before the
 answer (`disconnected`).
 """
@@ -14,6 +16,8 @@ answer (`disconnected`).
 from __future__ import annotations
 
 import asyncio
+import base64
+import struct
 import threading
 from typing import Any
 
@@ -35,6 +39,7 @@ class FakeOpenAI:
         self.disconnect = threading.Event()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         self.server = ThreadedApp(app)
 
     @property
@@ -81,10 +86,34 @@ class FakeOpenAI:
             return await self._stream(request, body, model)
         return web.json_response(self._completion(body, model))
 
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """Vectors `[index, len(text), 0.5]` per input (base64 float32 when asked); model `status-<code>` fails."""
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        model = str(body.get("model"))
+        if model.startswith("status-"):
+            return self._error(int(model[7:]), "embeddings failed")
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for i, item in enumerate(inputs):
+            vector = [float(i), float(len(item)), 0.5]
+            embedding: Any = vector
+            if body.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack("<3f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        usage = {"prompt_tokens": 2 * len(inputs), "total_tokens": 2 * len(inputs)}
+        return web.json_response({"object": "list", "data": data, "model": model, "usage": usage})
+
     @staticmethod
     def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
         error = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
         return web.json_response(error, status=status, headers=headers)
+
+    @staticmethod
+    def _after_tool(body: dict[str, Any]) -> bool:
+        """The conversation ends in a tool result: answer in text, as a model would, so agent loops end."""
+        return bool(body["messages"]) and body["messages"][-1].get("role") == "tool"
 
     @staticmethod
     def _answer(body: dict[str, Any]) -> str:
@@ -98,7 +127,7 @@ class FakeOpenAI:
         for i in range(body.get("n") or 1):
             message: dict[str, Any] = {"role": "assistant", "content": self._answer(body)}
             finish = "stop"
-            if body.get("tools") and body.get("tool_choice") != "none":
+            if body.get("tools") and body.get("tool_choice") != "none" and not self._after_tool(body):
                 name = body["tools"][0]["function"]["name"]
                 message = {
                     "role": "assistant",
@@ -151,7 +180,7 @@ class FakeOpenAI:
             assert request.transport is not None
             request.transport.close()
             return response
-        if body.get("tools"):
+        if body.get("tools") and not self._after_tool(body):
             name = body["tools"][0]["function"]["name"]
             first = {"index": 0, "id": "call_s1", "type": "function", "function": {"name": name, "arguments": ""}}
             await send({"tool_calls": [first]})

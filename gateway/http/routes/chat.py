@@ -1,29 +1,20 @@
-"""`POST /v1/chat/completions`, streaming and not.
-
-The hot route is a raw ASGI app that the edge calls directly (every other route is Litestar's): it
-authenticates, reads the body and sends the answer as ASGI messages itself. Litestar's guard machinery,
-signature model, response objects and middleware layers cost about a quarter of a request's CPU in a profile
-(`python -m bench.profile`) and do nothing this route needs. Errors before the first byte are rendered by
-http/errors.py, like every other route's.
-"""
+"""`POST /v1/chat/completions`, streaming and not: a raw ASGI route (see `http/asgi.py`) that parses the body
+once, runs it through the pipeline and sends the answer, or each chunk as it comes."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
 
 import orjson
 
-from gateway.core.errors import GatewayError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
-from gateway.core.types import ChatRequest, Chunk, parse_chat_request
-from gateway.http.edge import ASGIApp, Message, Receive, Scope, Send
-from gateway.http.errors import error_event, internal, rendered, unexpected
+from gateway.core.errors import GatewayError
+from gateway.core.types import Chunk, parse_chat_request
+from gateway.http.asgi import SSE_HEADERS, Inbound, raw_route, send_json, until_disconnect
+from gateway.http.edge import ASGIApp, Send
+from gateway.http.errors import error_event, internal, rendered
 from gateway.http.render import answer_headers, encode
-from gateway.http.state import state_of
-from gateway.pipeline import CacheDirectives, Caller
 from gateway.service import Gateway
 
 __all__ = ["chat_route"]
@@ -31,56 +22,21 @@ __all__ = ["chat_route"]
 log = logging.getLogger("ultra_gateway")
 
 _DONE = b"data: [DONE]\n\n"
-_JSON = (b"content-type", b"application/json")
-_SSE = (
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-)
 
 
 def chat_route(gateway: Gateway) -> ASGIApp:
-    """The route as an ASGI app bound to the gateway; failures before the first byte are OpenAI errors."""
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def sending(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await _chat_completions(gateway, scope, receive, sending)
-        except Exception as exc:
-            if started:  # too late for an error response: the server closes the connection
-                raise
-            error = exc if isinstance(exc, GatewayError) else unexpected(state_of(scope).request_id, exc)
-            await _send_json(send, *rendered(error))
-
-    return app
+    return raw_route(gateway, {"POST": _chat_completions}, rendered)
 
 
-async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["method"] != "POST":
-        raise MethodNotAllowed("Only POST is allowed on /v1/chat/completions.", allowed=("POST",))
-    state = state_of(scope)
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    state.principal = gateway.auth.authenticate(headers.get("authorization"))  # 401 before the body is read
-    chat = await _read_request(receive, headers.get("content-length"), gateway.settings.server.max_body_bytes)
-    state.model = chat.model
-    caller = Caller(
-        request_id=state.request_id,
-        principal=state.principal,
-        trace_id=state.trace_id,
-        hints=_hints(headers),
-        cache=_cache_directives(headers),
-    )
-    pipeline = gateway.pipeline
+async def _chat_completions(inbound: Inbound) -> None:
+    chat = parse_chat_request(await inbound.json())
+    caller = inbound.caller(chat.model)
+    pipeline = inbound.gateway.pipeline
+    state, send = inbound.state, inbound.send
     if not chat.stream:
         answer = await pipeline.complete(chat, caller)
         state.meta = answer.meta
-        await _send_json(send, 200, orjson.dumps(answer.body), answer_headers(answer.meta, answer.cache, answer.limits))
+        await send_json(send, 200, orjson.dumps(answer.body), answer_headers(answer.meta, answer.cache, answer.limits))
         return
     # Open the strategy's stream before answering: a failure to start is an ordinary HTTP error with its status.
     stack = AsyncExitStack()
@@ -91,69 +47,9 @@ async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, se
         raise
     state.meta = opened.meta  # complete by the time the line is written, after the stream
     async with stack:  # closes every upstream response, also when the client went away
-        rendered_headers = encode(answer_headers(opened.meta, opened.cache, opened.limits))
-        await send({"type": "http.response.start", "status": 200, "headers": [*_SSE, *rendered_headers]})
-        await _until_disconnect(_send_events(opened.chunks, send, caller.request_id), receive)
-
-
-_HINT_PREFIX = "x-ultra-"
-_CACHE_TTL = "x-ultra-cache-ttl"
-
-
-def _hints(headers: dict[str, str]) -> dict[str, str]:
-    """`x-ultra-NAME: value` routing hints (e.g. `x-ultra-priority`) as {NAME: value}; the cache's own are not
-    hints."""
-    return {
-        k.removeprefix(_HINT_PREFIX): v
-        for k, v in headers.items()
-        if k.startswith(_HINT_PREFIX) and not k.startswith("x-ultra-cache")
-    }
-
-
-def _cache_directives(headers: dict[str, str]) -> CacheDirectives:
-    """`Cache-Control: no-cache` (skip the read) or `no-store` (skip read and write), and `x-ultra-cache-ttl`;
-    a malformed TTL is a 400, before any quota is spent."""
-    directives = {d.strip().lower() for d in headers.get("cache-control", "").split(",")}
-    no_store = "no-store" in directives
-    ttl: float | None = None
-    raw = headers.get(_CACHE_TTL)
-    if raw is not None:
-        try:
-            ttl = float(raw)
-        except ValueError:
-            ttl = -1.0
-        if not ttl >= 0 or ttl == float("inf"):
-            raise InvalidRequest(f"{_CACHE_TTL} must be a number of seconds >= 0", param=_CACHE_TTL)
-    return CacheDirectives(read=not (no_store or "no-cache" in directives), write=not no_store, ttl_s=ttl)
-
-
-async def _read_request(receive: Receive, length: str | None, limit: int) -> ChatRequest:
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise PayloadTooLarge("The request body is larger than this gateway accepts")
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise InvalidRequest("The client closed the connection before sending the whole body.")
-        part: bytes = message.get("body", b"")
-        size += len(part)
-        if size > limit:
-            raise PayloadTooLarge("The request body is larger than this gateway accepts")
-        parts.append(part)
-        if not message.get("more_body", False):
-            break
-    try:
-        body = orjson.loads(parts[0] if len(parts) == 1 else b"".join(parts))
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("We could not parse the JSON body of your request.") from None
-    return parse_chat_request(body)
-
-
-async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
-    raw = [_JSON, (b"content-length", b"%d" % len(body)), *encode(headers)]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+        headers = encode(answer_headers(opened.meta, opened.cache, opened.limits))
+        await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
+        await until_disconnect(_send_events(opened.chunks, send, caller.request_id), inbound.receive)
 
 
 async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str) -> None:
@@ -170,28 +66,3 @@ async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str
         log.exception("stream failed in request %s", request_id)
         tail = error_event(internal(request_id))
     await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-
-async def _until_disconnect(sending: Coroutine[Any, Any, None], receive: Receive) -> None:
-    """Run the sender until it ends or the client hangs up, whichever is first. A hang-up cancels the sender, so
-    the upstream streams are closed at once rather than read to their end into a dead socket."""
-    me = asyncio.current_task()
-    assert me is not None
-    hung_up = False
-
-    async def watch() -> None:
-        nonlocal hung_up
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        hung_up = True
-        me.cancel()
-
-    watcher = asyncio.ensure_future(watch())
-    try:
-        await sending
-    except asyncio.CancelledError:
-        if not hung_up:
-            raise  # cancelled from outside (server shutdown): not ours to swallow
-        me.uncancel()
-    finally:
-        watcher.cancel()
