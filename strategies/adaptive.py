@@ -14,21 +14,20 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
 from gateway.core.pool import ProviderPool
 from gateway.core.types import ChatRequest, text_of
-from strategies._common import Options
+from strategies._common import Kind, Options
 from strategies.base import Strategy, StrategyContext, StrategyMeta, StrategyResult, StrategyStream
 
-__all__ = ["Adaptive", "AdaptiveOptions"]
+__all__ = ["KIND", "Adaptive", "AdaptiveOptions"]
 
-Arm = Literal["balanced", "cost", "quality", "speed", "parallel", "simple", "waterfall"]
 _CODE = re.compile(r"```|\bdef |\bclass |\bfunction\b|\bcompile|\bstack trace|\bbug\b|\bcode\b", re.I)
 _MATH = re.compile(r"\d\s*[-+*/^=]\s*\d|\bsolve\b|\bequation|\bintegral|\bprove\b|\bprobability", re.I)
-_DEFAULT_ARMS: tuple[Arm, ...] = ("balanced", "cost", "quality", "speed", "parallel")
+_DEFAULT_ARMS: tuple[str, ...] = ("balanced", "cost", "quality", "speed", "parallel")
 _FANOUT: frozenset[str] = frozenset({"simple", "quality", "parallel"})
 _SYNTHESIS: frozenset[str] = frozenset({"simple", "quality"})
 
@@ -37,6 +36,18 @@ class RewardWeights(Options):
     quality: float = 1.0
     cost: float = 0.3
     latency: float = 0.3
+
+
+def _known_arm(arm: str, info: ValidationInfo) -> str:
+    """An arm is any kind in the registry that does not itself choose among arms (the registry passes their
+    names as validation context)."""
+    known = (info.context or {}).get("arms")
+    if known is not None and arm not in known:
+        raise ValueError(f"unknown arm {arm!r} (one of: {', '.join(known)})")
+    return arm
+
+
+Arm = Annotated[str, AfterValidator(_known_arm)]
 
 
 class AdaptiveOptions(Options):
@@ -137,3 +148,10 @@ class Adaptive:
                 ok = all(a.status != "cancelled" for a in ctx.meta.attempts if a.deployment in ctx.meta.served_by)
         finally:
             self.update(bucket, arm, self.reward(ctx.meta, ok, (time.monotonic() - started) * 1000))
+
+
+def _build(alias: str, options: AdaptiveOptions, arms: Mapping[str, Strategy]) -> Strategy:
+    return Adaptive(alias, options, arms)
+
+
+KIND = Kind(AdaptiveOptions, _build, takes_arms=True)

@@ -5,7 +5,7 @@ acceptance check and, optionally, a judge model's score)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from pydantic import Field
@@ -14,13 +14,13 @@ from gateway.core.errors import AllProvidersFailed, UpstreamBadRequest, Upstream
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.types import ChatRequest, ChatResponse
 from strategies._accept import rejection
-from strategies._common import Options, ReplayStream, candidates_of, resolve
+from strategies._common import Kind, Options, ReplayStream, candidates_of, resolve
 from strategies._fanout import Prefixed, has_content, until_content
 from strategies._ranking import by_cost, by_quality
-from strategies.base import StrategyContext, StrategyResult, StrategyStream
+from strategies.base import Strategy, StrategyContext, StrategyResult, StrategyStream
 from strategies.direct import ChainStream, run_chain
 
-__all__ = ["Cost", "CostOptions", "Waterfall", "WaterfallOptions"]
+__all__ = ["COST", "WATERFALL", "Cost", "CostOptions", "Waterfall", "WaterfallOptions"]
 
 
 class WaterfallOptions(Options):
@@ -152,3 +152,15 @@ class Cost:
         # is replayed as a stream.
         result = await self.complete(request, pool, ctx)
         yield ReplayStream(result.response, ctx.meta)
+
+
+def _waterfall(alias: str, options: WaterfallOptions, arms: Mapping[str, Strategy]) -> Strategy:
+    return Waterfall(alias, options)
+
+
+def _cost(alias: str, options: CostOptions, arms: Mapping[str, Strategy]) -> Strategy:
+    return Cost(alias, options)
+
+
+WATERFALL = Kind(WaterfallOptions, _waterfall)
+COST = Kind(CostOptions, _cost)

@@ -7,7 +7,7 @@ cannot stand in for tool calls): the best candidate answers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated
 
@@ -16,14 +16,14 @@ from pydantic import Field
 from gateway.core.errors import UpstreamBadRequest, UpstreamError
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.types import ChatRequest, ChatResponse
-from strategies._common import Options, ReplayStream, candidates_of, resolve
+from strategies._common import Kind, Options, ReplayStream, candidates_of, resolve
 from strategies._fanout import gather_all
 from strategies._ranking import by_quality
 from strategies._synthesis import analysis_request, layer_request, synthesis_request
-from strategies.base import StrategyContext, StrategyResult, StrategyStream
+from strategies.base import Strategy, StrategyContext, StrategyResult, StrategyStream
 from strategies.direct import ChainStream, open_first
 
-__all__ = ["Simple", "SimpleOptions"]
+__all__ = ["KIND", "Simple", "SimpleOptions"]
 
 
 class SimpleOptions(Options):
@@ -131,3 +131,10 @@ class Simple:
             deployment, response = self._best(answers)
             ctx.meta.served_by.append(deployment)
             yield ReplayStream(response, ctx.meta)
+
+
+def _build(alias: str, options: SimpleOptions, arms: Mapping[str, Strategy]) -> Strategy:
+    return Simple(alias, options)
+
+
+KIND = Kind(SimpleOptions, _build)
