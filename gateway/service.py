@@ -31,7 +31,7 @@ from gateway.core.stream import StreamAccumulator, ToolCallDeltaNormalizer, resp
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, new_completion_id
 from gateway.ratelimit.limiter import RateLimiter, Ticket, key_rule
 from gateway.registry import build_pool
-from gateway.settings import BUILTIN_ALIASES, Settings
+from gateway.settings import Settings
 from gateway.telemetry.instrumented import PROVIDER_NAMES
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import Tracing, fail, use
@@ -100,8 +100,6 @@ class Gateway:
         aliases: dict[str, tuple[str, dict[str, Any]]] = {
             alias: (s.kind, s.model_extra or {}) for alias, s in settings.strategies.items()
         }
-        for alias in BUILTIN_ALIASES:
-            aliases.setdefault(alias, (alias.removeprefix("ultra-"), {}))
         self.strategies: dict[str, Strategy] = build_strategies(aliases)
         self.metrics = Metrics()
         self.live = LiveStats()  # per-deployment latency, success and breakers, shared by every strategy

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from strategies import validate_options
+from strategies import BUILTIN_ALIASES, validate_options
 
 __all__ = [
     "BUILTIN_ALIASES",
@@ -35,18 +35,6 @@ __all__ = [
     "load_settings",
     "parse_settings",
 ]
-
-BUILTIN_ALIASES: tuple[str, ...] = (
-    "ultra-simple",
-    "ultra-parallel",
-    "ultra-waterfall",
-    "ultra-balanced",
-    "ultra-adaptive",
-    "ultra-cost",
-    "ultra-quality",
-    "ultra-speed",
-)
-StrategyKind = Literal["simple", "parallel", "waterfall", "balanced", "adaptive", "cost", "quality", "speed"]
 
 
 class ConfigError(Exception):
@@ -141,10 +129,10 @@ class ProviderSettings(_Strict):
 
 
 class StrategySettings(BaseModel):
-    """An alias's strategy and its options. The options are validated by the strategy's own model."""
+    """An alias's strategy and its options. The kind and options are checked against the strategy registry."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    kind: StrategyKind
+    kind: str
 
 
 _REDIS_URL = r"^(redis|rediss|unix)://"

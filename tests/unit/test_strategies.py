@@ -251,6 +251,7 @@ async def test_every_failure_is_502_listing_each_deployment() -> None:
         ),
         ("{kind: parallel, max_width: 99}", "strategies.ultra-x.max_width: Input should be less than or equal to 8"),
         ("{kind: adaptive, arms: [magic]}", "strategies.ultra-x.arms.0:"),
+        ("{kind: magic}", "strategies.ultra-x.kind: unknown strategy kind 'magic' (one of: simple, parallel,"),
     ],
 )
 def test_strategy_options_are_validated_at_load(options: str, error: str) -> None:
