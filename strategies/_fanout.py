@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from gateway.core.errors import AllProvidersFailed, UpstreamBadRequest, UpstreamError
+from gateway.core.errors import AllProvidersFailed, UpstreamError
 from gateway.core.pool import Deployment
 from gateway.core.types import ChatRequest, ChatResponse, Chunk
+from strategies._accept import Accept
 from strategies.base import RecordedStream, Role, StrategyContext
 
 __all__ = ["Prefixed", "gather_all", "has_content", "race", "race_stream", "until_content"]
-
-Accept = Callable[[ChatResponse], str | None]
 
 
 def has_content(chunk: Chunk) -> bool:
@@ -94,8 +93,8 @@ async def gather_all(
     ok = [(d, r) for d, r in zip(deployments, results, strict=True) if isinstance(r, ChatResponse)]
     if not ok:
         errors = [r for r in results if isinstance(r, UpstreamError)]
-        bad = next((e for e in errors if isinstance(e, UpstreamBadRequest)), None)
-        raise bad if bad is not None else AllProvidersFailed(errors)
+        final = next((e for e in errors if not ctx.fallback.falls_over(e)), None)
+        raise final if final is not None else AllProvidersFailed(errors)
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, UpstreamError):
             raise result
@@ -138,9 +137,7 @@ async def race(
                         ctx.meta.served_by.append(deployment)
                         return deployment, response
                     _reject(ctx, deployment, reason, errors)
-                elif isinstance(error, UpstreamBadRequest):
-                    raise error
-                elif isinstance(error, UpstreamError):
+                elif ctx.fallback.falls_over(error):
                     errors.append(error)
                 else:
                     raise error
@@ -211,9 +208,7 @@ async def race_stream(
                 elif error is None:  # a second one opened in the same instant: close it as a loser
                     late_manager, _ = task.result()
                     await late_manager.__aexit__(None, None, None)
-                elif isinstance(error, UpstreamBadRequest):
-                    raise error
-                elif isinstance(error, UpstreamError):
+                elif ctx.fallback.falls_over(error):
                     errors.append(error)
                     if queue:
                         launch()

@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from pydantic import Field
 
-from gateway.core.errors import AllProvidersFailed, UpstreamBadRequest, UpstreamError
+from gateway.core.errors import AllProvidersFailed, UpstreamError
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.types import ChatRequest, ChatResponse
 from strategies._accept import rejection
@@ -53,11 +53,10 @@ class Waterfall:
                 opened = await attempt.enter_async_context(ctx.open_stream(deployment, request))
                 chunks = opened.__aiter__()
                 held = [chunk async for chunk in until_content(chunks)]
-            except UpstreamBadRequest:
-                await attempt.aclose()
-                raise
             except UpstreamError as exc:
                 await attempt.aclose()
+                if not ctx.fallback.falls_over(exc):
+                    raise
                 errors.append(exc)
                 continue
             if not has_content(held[-1] if held else {}):
@@ -111,9 +110,9 @@ class Cost:
         )
         try:
             verdict = await ctx.call(judge, prompt, "judge")
-        except UpstreamBadRequest:
-            raise
-        except UpstreamError:
+        except UpstreamError as exc:
+            if not ctx.fallback.falls_over(exc):
+                raise
             return None  # no judge available: the acceptance check alone decides
         match = _SCORE.search(verdict.content)
         score = float(match.group(0)) if match else 0.0
@@ -129,9 +128,9 @@ class Cost:
         for step, deployment in enumerate(chain):
             try:
                 answer = await ctx.call(deployment, request, "attempt")
-            except UpstreamBadRequest:
-                raise
             except UpstreamError as exc:
+                if not ctx.fallback.falls_over(exc):
+                    raise
                 errors.append(exc)
                 continue
             reason = await self._judged(answer, request, pool, ctx)
