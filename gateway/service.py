@@ -15,7 +15,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,8 +93,16 @@ class StreamOutcome:
 class Gateway:
     """One per process: the pool, the strategies, and the pipeline that serves requests with them."""
 
-    def __init__(self, settings: Settings, *, pool: ProviderPool | None = None, tracing: Tracing | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pool: ProviderPool | None = None,
+        tracing: Tracing | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
+        self.clock = clock  # each request's deadline and its strategy's timings (tests pass a virtual clock)
         self.tracing = tracing if tracing is not None else Tracing.from_env(settings.telemetry.service_name)
         self.pool = pool if pool is not None else build_pool(settings, tracer=self.tracing.tracer)
         aliases: dict[str, tuple[str, dict[str, Any]]] = {
@@ -167,7 +175,8 @@ class Gateway:
     def _context(self, strategy: Strategy, rc: RequestContext) -> StrategyContext:
         return StrategyContext(
             meta=StrategyMeta(strategy.name),
-            deadline=time.monotonic() + self.settings.server.request_timeout_s,
+            deadline=self.clock() + self.settings.server.request_timeout_s,
+            clock=self.clock,
             request_id=rc.request_id,
             rng=_RNG,
             hints=rc.hints,
