@@ -11,7 +11,6 @@ The metadata says what was chosen and why."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -125,13 +124,13 @@ class Adaptive:
     async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult:
         arm, bucket, reason = self.choose(request, pool, ctx)
         self._record(ctx.meta, arm, bucket, reason)
-        started = time.monotonic()
+        started = ctx.clock()
         try:
             result = await self.arms[arm].complete(request, pool, ctx)
         except BaseException:
             self.update(bucket, arm, 0.0)
             raise
-        self.update(bucket, arm, self.reward(ctx.meta, True, (time.monotonic() - started) * 1000))
+        self.update(bucket, arm, self.reward(ctx.meta, True, (ctx.clock() - started) * 1000))
         return result
 
     @asynccontextmanager
@@ -140,14 +139,14 @@ class Adaptive:
     ) -> AsyncIterator[StrategyStream]:
         arm, bucket, reason = self.choose(request, pool, ctx)
         self._record(ctx.meta, arm, bucket, reason)
-        started = time.monotonic()
+        started = ctx.clock()
         ok = False
         try:
             async with self.arms[arm].stream(request, pool, ctx) as inner:
                 yield inner
                 ok = all(a.status != "cancelled" for a in ctx.meta.attempts if a.deployment in ctx.meta.served_by)
         finally:
-            self.update(bucket, arm, self.reward(ctx.meta, ok, (time.monotonic() - started) * 1000))
+            self.update(bucket, arm, self.reward(ctx.meta, ok, (ctx.clock() - started) * 1000))
 
 
 def _build(alias: str, options: AdaptiveOptions, arms: Mapping[str, Strategy]) -> Strategy:

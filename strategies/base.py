@@ -171,7 +171,7 @@ class StrategyContext:
         return self.live.view
 
     def options(self, role: str) -> CallOptions:
-        return CallOptions(deadline=self.deadline, request_id=self.request_id, role=role)
+        return CallOptions(deadline=self.deadline, request_id=self.request_id, role=role, clock=self.clock)
 
     def remaining(self) -> float:
         return self.deadline - self.clock()

@@ -4,6 +4,7 @@ folded into "all providers failed"), whole and streamed, from every strategy tha
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -24,7 +25,7 @@ from strategies._fallback import DEFAULT_FALLBACK, FallbackPolicy
 from strategies.base import Strategy, StrategyContext, StrategyMeta
 from strategies.direct import Direct
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.virtual_time]
 
 STRICT = FallbackPolicy(final=(UpstreamStatusError,))
 
@@ -53,6 +54,11 @@ def strategies(deployments: ProviderPool) -> dict[str, Strategy]:
 NAMES = [*ALIASES, "direct"]
 
 
+def context(name: str, fallback: FallbackPolicy = DEFAULT_FALLBACK) -> StrategyContext:
+    clock = asyncio.get_running_loop().time  # virtual time
+    return StrategyContext(meta=StrategyMeta(name), deadline=clock() + 60, clock=clock, fallback=fallback)
+
+
 async def run(strategy: Strategy, deployments: ProviderPool, ctx: StrategyContext, stream: bool) -> str:
     request = parse_chat_request({"model": "x", "messages": [{"role": "user", "content": "hi"}], "stream": stream})
     if not stream:
@@ -76,7 +82,7 @@ def test_the_default_policy() -> None:
 @pytest.mark.parametrize("name", NAMES)
 async def test_default_policy_falls_over_a_503(name: str, stream: bool) -> None:
     deployments = pool()
-    ctx = StrategyContext(meta=StrategyMeta(name), deadline=1e18)
+    ctx = context(name)
     assert (await run(strategies(deployments)[name], deployments, ctx, stream)).startswith("ok")
     assert ("m/fail", "error") in [(a.deployment.name, a.status) for a in ctx.meta.attempts]
 
@@ -85,7 +91,7 @@ async def test_default_policy_falls_over_a_503(name: str, stream: bool) -> None:
 @pytest.mark.parametrize("name", NAMES)
 async def test_a_final_error_is_not_fallen_over(name: str, stream: bool) -> None:
     deployments = pool()
-    ctx = StrategyContext(meta=StrategyMeta(name), deadline=1e18, fallback=STRICT)
+    ctx = context(name, STRICT)
     with pytest.raises(UpstreamStatusError) as caught:
         await run(strategies(deployments)[name], deployments, ctx, stream)
     assert caught.value.upstream_status == 503

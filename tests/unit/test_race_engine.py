@@ -15,7 +15,7 @@ from gateway.providers.mock import MockModel, MockProvider
 from strategies._fanout import race, race_stream
 from strategies.base import StrategyContext, StrategyMeta
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.virtual_time]
 
 
 def pool() -> ProviderPool:
@@ -36,7 +36,8 @@ def request(stream: bool = False) -> ChatRequest:
 
 
 def context() -> StrategyContext:
-    return StrategyContext(meta=StrategyMeta("race"), deadline=1e18)
+    clock = asyncio.get_running_loop().time  # virtual time
+    return StrategyContext(meta=StrategyMeta("race"), deadline=clock() + 60, clock=clock)
 
 
 def outcomes(ctx: StrategyContext) -> list[tuple[str, str]]:

@@ -4,12 +4,14 @@ what the client got and what the metadata says."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from typing import Any
 
 import pytest
 
-from gateway.core.errors import AllProvidersFailed
+from gateway.core.errors import AllProvidersFailed, UpstreamError
 from gateway.core.stats import LiveStats
 from gateway.core.types import parse_chat_request
 from gateway.service import Gateway, RequestContext
@@ -17,7 +19,7 @@ from gateway.settings import ConfigError, parse_settings
 from strategies._ranking import by_speed
 from strategies.adaptive import Adaptive
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.virtual_time]
 
 # Prices are per million tokens (input, output); quality is the operator's prior.
 FLEET = """
@@ -51,7 +53,12 @@ strategies:
 
 
 def gateway() -> Gateway:
-    return Gateway(parse_settings(FLEET, env={}))
+    """On the test's event loop clock (virtual time: the mock's latencies pass at once), when there is a loop."""
+    try:
+        clock = asyncio.get_running_loop().time
+    except RuntimeError:
+        clock = time.monotonic
+    return Gateway(parse_settings(FLEET, env={}), clock=clock)
 
 
 def request(model: str, **extra: Any) -> Any:
@@ -234,7 +241,9 @@ async def test_every_failure_is_502_listing_each_deployment() -> None:
         FLEET.replace("ultra-pick: {kind: adaptive}", "ultra-doom: {kind: waterfall, chain: [m/fail, m/empty]}"), env={}
     )
     with pytest.raises(AllProvidersFailed) as caught:
-        await Gateway(settings).complete(request("ultra-doom"), RequestContext("r"))
+        await Gateway(settings, clock=asyncio.get_running_loop().time).complete(
+            request("ultra-doom"), RequestContext("r")
+        )
     assert caught.value.status == 502
     assert "m/fail" in caught.value.message
     assert "m/empty" in caught.value.message
@@ -284,3 +293,48 @@ async def test_live_stats_learn_latency_and_ttft_from_whole_answers() -> None:
     assert fast.ttft_ms is not None
     assert fast.ttft_ms > 0
     assert service.live.view.get("m/fail").success < 1.0
+
+
+PATIENT = """
+providers:
+  - name: m
+    kind: mock
+    models:
+      - {id: glacial, latency_ms: 120000, reply: "glacial says {prompt}"}
+      - {id: fast, latency_ms: 5, reply: "fast says {prompt}"}
+server: {request_timeout_s: 3600}
+cache: {enabled: false}
+rate_limits: {enabled: false}
+strategies:
+  ultra-patient: {kind: speed, candidates: [m/glacial, m/fast], hedge_after_ms: 30000, max_hedge_share: 1.0}
+"""
+
+
+async def test_strategies_run_on_the_loops_virtual_clock() -> None:
+    """A 30 s hedge delay and a 2 min upstream: on virtual time the hedge fires at 30 s of loop time, the 5 ms
+    hedge wins, and every timing the strategy records is loop time (this would take 30 s of real time, past
+    the test's timeout, on a real clock)."""
+    loop = asyncio.get_running_loop()
+    service = Gateway(parse_settings(PATIENT, env={}), clock=loop.time)
+    started = loop.time()
+    outcome = await complete(service, "ultra-patient")
+    elapsed = loop.time() - started
+    assert outcome.body["choices"][0]["message"]["content"] == "fast says hello"
+    assert outcome.body["ultra"]["hedged"] == 1
+    assert elapsed == pytest.approx(30.005, abs=1e-3)
+    latencies = {c["model"]: (c["status"], c["latency_ms"]) for c in outcome.body["ultra"]["calls"]}
+    assert latencies["glacial"] == ("cancelled", pytest.approx(30005, abs=1))
+    assert latencies["fast"] == ("ok", pytest.approx(5, abs=1))
+
+
+async def test_the_request_deadline_is_on_the_same_clock() -> None:
+    loop = asyncio.get_running_loop()
+    text = PATIENT.replace("request_timeout_s: 3600", "request_timeout_s: 2").replace(
+        "ultra-patient: {kind: speed",
+        "ultra-patient: {kind: waterfall, chain: [m/glacial]}\n  ultra-unused: {kind: speed",
+    )
+    service = Gateway(parse_settings(text, env={}), clock=loop.time)
+    started = loop.time()
+    with pytest.raises(UpstreamError):  # the request's total timeout or the upstream's, whichever is seen first
+        await complete(service, "ultra-patient")
+    assert loop.time() - started == pytest.approx(2.0, abs=1e-3)  # the 2 min upstream gave up at the deadline

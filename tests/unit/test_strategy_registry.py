@@ -5,6 +5,7 @@ provider."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,7 +21,7 @@ from strategies._common import ReplayStream
 from strategies.adaptive import Adaptive
 from strategies.base import Strategy, StrategyContext, StrategyMeta, StrategyResult, StrategyStream
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.virtual_time]
 
 
 # --- the new kind: what `strategies/first.py` would hold ----------------------------------------------------
@@ -129,7 +130,8 @@ async def test_a_registered_kind_is_built_and_answers() -> None:
     mine = built["ultra-mine"]
     assert isinstance(mine, First)
 
-    ctx = StrategyContext(meta=StrategyMeta(mine.name), deadline=1e18)
+    clock = asyncio.get_running_loop().time  # virtual time
+    ctx = StrategyContext(meta=StrategyMeta(mine.name), deadline=clock() + 60, clock=clock)
     result = await mine.complete(request(), pool(), ctx)
     assert result.response.content == "b says hi"
     assert [(a.deployment.name, a.status) for a in ctx.meta.attempts] == [("m/b", "ok")]
@@ -138,7 +140,7 @@ async def test_a_registered_kind_is_built_and_answers() -> None:
     pick = built["ultra-pick"]
     assert isinstance(pick, Adaptive)
     assert pick.arms == {"first": built["ultra-first"]}  # the arm is the built-in alias, with default options
-    ctx = StrategyContext(meta=StrategyMeta(pick.name), deadline=1e18)
+    ctx = StrategyContext(meta=StrategyMeta(pick.name), deadline=clock() + 60, clock=clock)
     result = await pick.complete(request(), pool(), ctx)
     assert result.response.content == "a says hi"
     assert ctx.meta.chosen_strategy == "first"
