@@ -26,7 +26,7 @@ from gateway.settings import Settings
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.observer import RequestObserver
 from gateway.telemetry.tracing import Tracing
-from strategies import BUILTIN_ALIASES, build_strategies
+from strategies import build_strategies
 
 __all__ = ["build_gateway"]
 
@@ -46,8 +46,6 @@ def build_gateway(
     aliases: dict[str, tuple[str, Mapping[str, Any]]] = {
         alias: (s.kind, s.model_extra or {}) for alias, s in settings.strategies.items()
     }
-    for alias in BUILTIN_ALIASES:
-        aliases.setdefault(alias, (alias.removeprefix("ultra-"), {}))
     router = Router(pool, build_strategies(aliases))
     live = LiveStats()  # per-deployment latency, success and breakers, shared by every strategy
     observer = RequestObserver(Metrics(), tracing, live, known_model=router.known)

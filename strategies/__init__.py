@@ -1,56 +1,76 @@
 """Orchestration strategies. Imports `gateway.core` only (enforced by import-linter).
 
-`build_strategies(aliases)` turns the config's aliases into Strategy objects; `validate_options(kind, options,
-deployments)` is what the config loader calls, so a bad option fails at start with its path.
+`KINDS` is the one registry of strategy kinds: kind name → `Kind` (its options model and how to build it), one
+line per kind, each contributed by the kind's own module. Everything else is derived from it: the built-in
+aliases (`ultra-<kind>`), the config check `validate_options(kind, options, deployments)` (a bad option fails
+at start with its path), `build_strategies(aliases)` (the config's aliases plus the built-ins as Strategy
+objects) and the arms an adaptive alias chooses among.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from types import MappingProxyType
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
-from strategies._common import Options
-from strategies.adaptive import Adaptive, AdaptiveOptions
+from gateway.core.types import loc_path
+from strategies import adaptive, cascade, quality, racing, simple
+from strategies._common import Kind, Options
 from strategies.base import Strategy
-from strategies.cascade import Cost, CostOptions, Waterfall, WaterfallOptions
-from strategies.racing import Balanced, BalancedOptions, Parallel, ParallelOptions, Speed, SpeedOptions
-from strategies.simple import Simple, SimpleOptions
+from strategies.quality import QualityOptions
 
-__all__ = ["BUILTIN_ALIASES", "KINDS", "QualityOptions", "build_strategies", "validate_options"]
+__all__ = ["BUILTIN_ALIASES", "KINDS", "Kind", "Options", "QualityOptions", "build_strategies", "validate_options"]
 
+KINDS: Mapping[str, Kind[Any]] = MappingProxyType(
+    {
+        "simple": simple.KIND,
+        "parallel": racing.PARALLEL,
+        "waterfall": cascade.WATERFALL,
+        "balanced": racing.BALANCED,
+        "adaptive": adaptive.KIND,
+        "cost": cascade.COST,
+        "quality": quality.KIND,
+        "speed": racing.SPEED,
+    }
+)
+"""Kind name → Kind. Adding a kind: a module defining its options model and `Kind`, and one line here."""
 
-class QualityOptions(Options):
-    k: int = Field(3, ge=1, le=8, description="Proposers: the k best deployments by quality.")
-    aggregator: str | None = Field(None, description="Synthesises (default: the best by quality).")
-    self_moa: bool = Field(False, description="Self-MoA: k samples of the single best model instead.")
-    analysis: bool = False
-
-
-KINDS: dict[str, type[Options]] = {
-    "simple": SimpleOptions,
-    "parallel": ParallelOptions,
-    "waterfall": WaterfallOptions,
-    "balanced": BalancedOptions,
-    "adaptive": AdaptiveOptions,
-    "cost": CostOptions,
-    "quality": QualityOptions,
-    "speed": SpeedOptions,
-}
 BUILTIN_ALIASES: tuple[str, ...] = tuple(f"ultra-{kind}" for kind in KINDS)
+"""The aliases every gateway serves, with default options unless the config overrides them."""
+
 _REFERENCES = ("candidates", "chain", "lead", "judge", "aggregator")
 
 
-def validate_options(kind: str, options: Mapping[str, Any], deployments: Collection[str]) -> list[tuple[str, str]]:
+def _arms(kinds: Mapping[str, Kind[Any]]) -> tuple[str, ...]:
+    """The kinds an adaptive alias may choose among: every kind that does not itself choose."""
+    return tuple(name for name, kind in kinds.items() if not kind.takes_arms)
+
+
+def _parse(kind: str, options: Mapping[str, Any], kinds: Mapping[str, Kind[Any]]) -> Options:
+    parsed: Options = kinds[kind].options.model_validate(dict(options), context={"arms": _arms(kinds)})
+    return parsed
+
+
+def validate_options(
+    kind: str,
+    options: Mapping[str, Any],
+    deployments: Collection[str],
+    *,
+    kinds: Mapping[str, Kind[Any]] = KINDS,
+) -> list[tuple[str, str]]:
     """Errors as (path inside the alias, message); empty when valid."""
-    if kind not in KINDS:
-        return [("kind", f"unknown strategy kind {kind!r} (one of: {', '.join(KINDS)})")]
+    if kind not in kinds:
+        return [("kind", f"unknown strategy kind {kind!r} (one of: {', '.join(kinds)})")]
     try:
-        parsed = KINDS[kind].model_validate(dict(options))
+        parsed = _parse(kind, options, kinds)
     except ValidationError as exc:
         return [
-            (".".join(str(p) for p in e["loc"]), "unknown key" if e["type"] == "extra_forbidden" else e["msg"])
+            (
+                loc_path(tuple(e["loc"])),
+                "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "),
+            )
             for e in exc.errors(include_url=False)
         ]
     errors = []
@@ -63,40 +83,27 @@ def validate_options(kind: str, options: Mapping[str, Any], deployments: Collect
     return errors
 
 
-def _build(alias: str, kind: str, options: Mapping[str, Any], arms: Mapping[str, Strategy]) -> Strategy:
-    parsed = KINDS[kind].model_validate(dict(options))
-    if isinstance(parsed, SimpleOptions):
-        return Simple(alias, parsed)
-    if isinstance(parsed, QualityOptions):
-        simple = SimpleOptions(
-            lead=parsed.aggregator, analysis=parsed.analysis, self_samples=parsed.k if parsed.self_moa else 0
-        )
-        return Simple(alias, simple, default_k=parsed.k)
-    if isinstance(parsed, ParallelOptions):
-        return Parallel(alias, parsed)
-    if isinstance(parsed, WaterfallOptions):
-        return Waterfall(alias, parsed)
-    if isinstance(parsed, BalancedOptions):
-        return Balanced(alias, parsed)
-    if isinstance(parsed, CostOptions):
-        return Cost(alias, parsed)
-    if isinstance(parsed, SpeedOptions):
-        return Speed(alias, parsed)
-    assert isinstance(parsed, AdaptiveOptions)
-    return Adaptive(alias, parsed, arms)
+def build_strategies(
+    aliases: Mapping[str, tuple[str, Mapping[str, Any]]], *, kinds: Mapping[str, Kind[Any]] = KINDS
+) -> dict[str, Strategy]:
+    """alias → (kind, options), plus every built-in alias the config does not set (with default options).
+    Kinds that take arms (adaptive) are built last and choose among the built-in aliases' strategies."""
+    configured = dict(aliases)
+    for name in kinds:
+        configured.setdefault(f"ultra-{name}", (name, {}))
 
+    def build(alias: str, kind: str, options: Mapping[str, Any], arms: Mapping[str, Strategy]) -> Strategy:
+        return kinds[kind].build(alias, _parse(kind, options, kinds), arms)
 
-def build_strategies(aliases: Mapping[str, tuple[str, Mapping[str, Any]]]) -> dict[str, Strategy]:
-    """alias → (kind, options). Adaptive aliases choose among the built-in aliases' strategies."""
     built: dict[str, Strategy] = {}
-    for alias, (kind, options) in aliases.items():
-        if kind != "adaptive":
-            built[alias] = _build(alias, kind, options, {})
-    arms = {name.removeprefix("ultra-"): s for name, s in built.items() if name.removeprefix("ultra-") in KINDS}
-    for kind in KINDS:  # an arm not configured as an alias gets its defaults
-        if kind != "adaptive" and kind not in arms:
-            arms[kind] = _build(f"ultra-{kind}", kind, {}, {})
-    for alias, (kind, options) in aliases.items():
-        if kind == "adaptive":
-            built[alias] = _build(alias, kind, options, arms)
+    for alias, (kind, options) in configured.items():
+        if not kinds[kind].takes_arms:
+            built[alias] = build(alias, kind, options, {})
+    arms: dict[str, Strategy] = {}
+    for arm in _arms(kinds):  # `ultra-<arm>` as configured; if it was made a choosing kind, the defaults
+        alias = f"ultra-{arm}"
+        arms[arm] = built[alias] if alias in built else build(alias, arm, {}, {})
+    for alias, (kind, options) in configured.items():
+        if kinds[kind].takes_arms:
+            built[alias] = build(alias, kind, options, arms)
     return built

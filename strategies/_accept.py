@@ -4,10 +4,14 @@ non-empty, finished with `stop` or `tool_calls`, and is not a refusal."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from gateway.core.types import ChatResponse
 
-__all__ = ["is_refusal", "rejection"]
+__all__ = ["Accept", "is_refusal", "rejection"]
+
+Accept = Callable[[ChatResponse], str | None]
+"""Returns None to accept an answer, or the reason it is rejected."""
 
 _REFUSAL = re.compile(
     r"^\s*(i'm sorry|i am sorry|sorry, (but )?i can('t|not)|i can('t|not) (help|assist|comply)|"

@@ -1,9 +1,11 @@
-"""What the strategy classes share: option-model base, deployment resolution, replaying a whole answer as a
-stream."""
+"""What the strategy classes share: option-model base, the `Kind` a strategy module registers, deployment
+resolution, replaying a whole answer as a stream."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -12,15 +14,30 @@ from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.stream import response_to_chunks
 from gateway.core.types import ChatRequest, ChatResponse, Chunk
 from strategies._ranking import eligible
-from strategies.base import StrategyMeta
+from strategies.base import Strategy, StrategyMeta
 
-__all__ = ["Options", "ReplayStream", "candidates_of", "resolve"]
+__all__ = ["Kind", "Options", "ReplayStream", "candidates_of", "resolve"]
 
 
 class Options(BaseModel):
     """Strategy options: strict (a typo fails at start, STYLE 10) and immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+OptionsT = TypeVar("OptionsT", bound=Options)
+
+
+@dataclass(frozen=True, slots=True)
+class Kind(Generic[OptionsT]):
+    """One strategy kind, as its module registers it in `strategies.KINDS`: the options model the config is
+    validated with, and how to build an alias of this kind. `build(alias, options, arms)` gets the validated
+    options and, when `takes_arms`, the other kinds' built-in strategies by kind name (an empty mapping
+    otherwise)."""
+
+    options: type[OptionsT]
+    build: Callable[[str, OptionsT, Mapping[str, Strategy]], Strategy]
+    takes_arms: bool = False
 
 
 def resolve(pool: ProviderPool, names: Sequence[str]) -> list[Deployment]:

@@ -1,5 +1,5 @@
-"""Structured concurrency for strategies: gather-all, race-to-first (with adaptive width and refill), and
-hedge-after-delay, for whole answers and for streams.
+"""Structured concurrency for strategies: gather-all, and one race engine (race-to-first with adaptive width,
+refill and hedge-after-delay) that `race` runs on whole answers and `race_stream` on streams.
 
 Every task is created here and awaited or cancelled here: losers are cancelled (their attempt is recorded as
 `cancelled`, and the provider closes their upstream response), nothing is left running when a function returns.
@@ -9,18 +9,17 @@ No TaskGroup or timeout scope is held across a `yield`, because a stream may be 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from gateway.core.errors import AllProvidersFailed, UpstreamBadRequest, UpstreamError
+from gateway.core.errors import AllProvidersFailed, UpstreamError
 from gateway.core.pool import Deployment
 from gateway.core.types import ChatRequest, ChatResponse, Chunk
+from strategies._accept import Accept
 from strategies.base import RecordedStream, Role, StrategyContext
 
 __all__ = ["Prefixed", "gather_all", "has_content", "race", "race_stream", "until_content"]
-
-Accept = Callable[[ChatResponse], str | None]
 
 
 def has_content(chunk: Chunk) -> bool:
@@ -94,12 +93,76 @@ async def gather_all(
     ok = [(d, r) for d, r in zip(deployments, results, strict=True) if isinstance(r, ChatResponse)]
     if not ok:
         errors = [r for r in results if isinstance(r, UpstreamError)]
-        bad = next((e for e in errors if isinstance(e, UpstreamBadRequest)), None)
-        raise bad if bad is not None else AllProvidersFailed(errors)
+        final = next((e for e in errors if not ctx.fallback.falls_over(e)), None)
+        raise final if final is not None else AllProvidersFailed(errors)
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, UpstreamError):
             raise result
     return ok
+
+
+T = TypeVar("T")
+
+
+async def _race(
+    ctx: StrategyContext,
+    ranked: Sequence[Deployment],
+    start: Callable[[Deployment], Coroutine[Any, Any, T]],
+    *,
+    width: int,
+    hedge_after_s: float | None,
+    close: Callable[[T], Awaitable[None]] | None = None,
+) -> tuple[Deployment, T]:
+    """The race engine. `start(deployment)` runs one racer to the point where it has won (a whole answer that
+    passed the acceptance check, or a stream past its first content token) or raises. The first `width`
+    deployments start at once; a racer that fails (and the fallback policy says move on) starts the next one in
+    the ranking, and so does `hedge_after_s` passing with no winner (a hedge, counted in `hedged`). The first
+    winner is returned and recorded in `served_by`; the others are cancelled, and a racer that won anyway before
+    its cancellation landed is handed to `close`. Raises the first error the policy calls final, else
+    AllProvidersFailed with every failure."""
+    queue = list(ranked)
+    running: dict[asyncio.Task[T], Deployment] = {}
+    errors: list[UpstreamError] = []
+
+    def launch() -> None:
+        deployment = queue.pop(0)
+        running[asyncio.create_task(start(deployment))] = deployment
+
+    try:
+        for _ in range(min(max(1, width), len(queue))):
+            launch()
+        while running:
+            done = await _wait_or_hedge(ctx, running, hedge_after_s, launch if queue else None)
+            for task in done:
+                deployment = running.pop(task)
+                error = task.exception()
+                if error is None:
+                    ctx.meta.served_by.append(deployment)
+                    return deployment, task.result()
+                if not ctx.fallback.falls_over(error):
+                    raise error
+                errors.append(error)
+                if queue:
+                    launch()
+        raise AllProvidersFailed(errors)
+    finally:
+        losers = list(running)  # includes any that won in the same instant as the winner
+        for task in losers:
+            task.cancel()
+        results = await asyncio.gather(*losers, return_exceptions=True)
+        if close is not None:
+            for result in results:
+                if not isinstance(result, BaseException):  # finished before the cancellation landed
+                    await close(result)
+
+
+def _rejected(ctx: StrategyContext, deployment: Deployment, reason: str) -> UpstreamError:
+    """Mark the deployment's latest successful attempt as rejected; the error a racer or chain moves on from."""
+    for attempt in reversed(ctx.meta.attempts):
+        if attempt.deployment is deployment and attempt.status == "ok":
+            attempt.status, attempt.note = "rejected", reason
+            break
+    return UpstreamError(f"answer rejected: {reason}", deployment=deployment.name)
 
 
 async def race(
@@ -115,48 +178,23 @@ async def race(
     """Start the first `width` deployments; the first acceptable answer wins and the others are cancelled. A
     failure or rejected answer starts the next one in the ranking. With `hedge_after_s`, the next deployment is
     also started whenever that long passes without an answer (hedged requests)."""
-    queue = list(ranked)
-    running: dict[asyncio.Task[ChatResponse], Deployment] = {}
-    errors: list[UpstreamError] = []
 
-    def launch() -> None:
-        deployment = queue.pop(0)
-        running[asyncio.create_task(ctx.call(deployment, request, role))] = deployment
+    async def answer(deployment: Deployment) -> ChatResponse:
+        response = await ctx.call(deployment, request, role)
+        reason = accept(response) if accept is not None else None
+        if reason is not None:
+            raise _rejected(ctx, deployment, reason)
+        return response
 
-    try:
-        for _ in range(min(max(1, width), len(queue))):
-            launch()
-        while running:
-            done = await _wait_or_hedge(ctx, running, hedge_after_s, launch if queue else None)
-            for task in done:
-                deployment = running.pop(task)
-                error = task.exception()
-                if error is None:
-                    response = task.result()
-                    reason = accept(response) if accept is not None else None
-                    if reason is None:
-                        ctx.meta.served_by.append(deployment)
-                        return deployment, response
-                    _reject(ctx, deployment, reason, errors)
-                elif isinstance(error, UpstreamBadRequest):
-                    raise error
-                elif isinstance(error, UpstreamError):
-                    errors.append(error)
-                else:
-                    raise error
-                if queue:
-                    launch()
-        raise AllProvidersFailed(errors)
-    finally:
-        await _cancel(list(running))
+    return await _race(ctx, ranked, answer, width=width, hedge_after_s=hedge_after_s)
 
 
-def _reject(ctx: StrategyContext, deployment: Deployment, reason: str, errors: list[UpstreamError]) -> None:
-    for attempt in reversed(ctx.meta.attempts):
-        if attempt.deployment is deployment and attempt.status == "ok":
-            attempt.status, attempt.note = "rejected", reason
-            break
-    errors.append(UpstreamError(f"answer rejected: {reason}", deployment=deployment.name))
+_Opened = tuple[AbstractAsyncContextManager[RecordedStream], Prefixed]
+"""An opened stream's context manager, and its chunks from the start (the first token held back)."""
+
+
+async def _close(opened: _Opened) -> None:
+    await opened[0].__aexit__(None, None, None)
 
 
 @asynccontextmanager
@@ -171,11 +209,8 @@ async def race_stream(
 ) -> AsyncIterator[Prefixed]:
     """Open streams on the first `width` deployments (plus hedges); the first to produce its first token wins;
     the others are cancelled (their upstream responses closed) before the winner is handed out."""
-    queue = list(ranked)
-    running: dict[asyncio.Task[tuple[AbstractAsyncContextManager[RecordedStream], Prefixed]], Deployment] = {}
-    errors: list[UpstreamError] = []
 
-    async def open_one(d: Deployment) -> tuple[AbstractAsyncContextManager[RecordedStream], Prefixed]:
+    async def open_one(d: Deployment) -> _Opened:
         """Opened and past its first token (content or a tool call): the role chunk alone does not win."""
         manager = ctx.open_stream(d, request, role)
         opened = await manager.__aenter__()
@@ -192,43 +227,7 @@ async def race_stream(
             raise UpstreamError("answer rejected: empty answer", deployment=d.name)
         return manager, Prefixed(held, chunks)
 
-    def launch() -> None:
-        deployment = queue.pop(0)
-        running[asyncio.create_task(open_one(deployment))] = deployment
-
-    winner: tuple[AbstractAsyncContextManager[RecordedStream], Prefixed] | None = None
-    try:
-        for _ in range(min(max(1, width), len(queue))):
-            launch()
-        while running and winner is None:
-            done = await _wait_or_hedge(ctx, running, hedge_after_s, launch if queue else None)
-            for task in done:
-                deployment = running.pop(task)
-                error = task.exception()
-                if error is None and winner is None:
-                    winner = task.result()
-                    ctx.meta.served_by.append(deployment)
-                elif error is None:  # a second one opened in the same instant: close it as a loser
-                    late_manager, _ = task.result()
-                    await late_manager.__aexit__(None, None, None)
-                elif isinstance(error, UpstreamBadRequest):
-                    raise error
-                elif isinstance(error, UpstreamError):
-                    errors.append(error)
-                    if queue:
-                        launch()
-                else:
-                    raise error
-    finally:
-        losers = list(running)
-        for task in losers:
-            task.cancel()
-        for result in await asyncio.gather(*losers, return_exceptions=True):
-            if isinstance(result, tuple):  # finished opening before the cancellation landed: close it too
-                await result[0].__aexit__(None, None, None)
-    if winner is None:
-        raise AllProvidersFailed(errors)
-    manager, stream = winner
+    _, (manager, stream) = await _race(ctx, ranked, open_one, width=width, hedge_after_s=hedge_after_s, close=_close)
     try:
         yield stream
     except BaseException as exc:

@@ -11,24 +11,22 @@ The metadata says what was chosen and why."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Literal
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
 from gateway.core.pool import ProviderPool
 from gateway.core.types import ChatRequest, text_of
-from strategies._common import Options
+from strategies._common import Kind, Options
 from strategies.base import Strategy, StrategyContext, StrategyMeta, StrategyResult, StrategyStream
 
-__all__ = ["Adaptive", "AdaptiveOptions"]
+__all__ = ["KIND", "Adaptive", "AdaptiveOptions"]
 
-Arm = Literal["balanced", "cost", "quality", "speed", "parallel", "simple", "waterfall"]
 _CODE = re.compile(r"```|\bdef |\bclass |\bfunction\b|\bcompile|\bstack trace|\bbug\b|\bcode\b", re.I)
 _MATH = re.compile(r"\d\s*[-+*/^=]\s*\d|\bsolve\b|\bequation|\bintegral|\bprove\b|\bprobability", re.I)
-_DEFAULT_ARMS: tuple[Arm, ...] = ("balanced", "cost", "quality", "speed", "parallel")
+_DEFAULT_ARMS: tuple[str, ...] = ("balanced", "cost", "quality", "speed", "parallel")
 _FANOUT: frozenset[str] = frozenset({"simple", "quality", "parallel"})
 _SYNTHESIS: frozenset[str] = frozenset({"simple", "quality"})
 
@@ -37,6 +35,18 @@ class RewardWeights(Options):
     quality: float = 1.0
     cost: float = 0.3
     latency: float = 0.3
+
+
+def _known_arm(arm: str, info: ValidationInfo) -> str:
+    """An arm is any kind in the registry that does not itself choose among arms (the registry passes their
+    names as validation context)."""
+    known = (info.context or {}).get("arms")
+    if known is not None and arm not in known:
+        raise ValueError(f"unknown arm {arm!r} (one of: {', '.join(known)})")
+    return arm
+
+
+Arm = Annotated[str, AfterValidator(_known_arm)]
 
 
 class AdaptiveOptions(Options):
@@ -114,13 +124,13 @@ class Adaptive:
     async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult:
         arm, bucket, reason = self.choose(request, pool, ctx)
         self._record(ctx.meta, arm, bucket, reason)
-        started = time.monotonic()
+        started = ctx.clock()
         try:
             result = await self.arms[arm].complete(request, pool, ctx)
         except BaseException:
             self.update(bucket, arm, 0.0)
             raise
-        self.update(bucket, arm, self.reward(ctx.meta, True, (time.monotonic() - started) * 1000))
+        self.update(bucket, arm, self.reward(ctx.meta, True, (ctx.clock() - started) * 1000))
         return result
 
     @asynccontextmanager
@@ -129,11 +139,18 @@ class Adaptive:
     ) -> AsyncIterator[StrategyStream]:
         arm, bucket, reason = self.choose(request, pool, ctx)
         self._record(ctx.meta, arm, bucket, reason)
-        started = time.monotonic()
+        started = ctx.clock()
         ok = False
         try:
             async with self.arms[arm].stream(request, pool, ctx) as inner:
                 yield inner
                 ok = all(a.status != "cancelled" for a in ctx.meta.attempts if a.deployment in ctx.meta.served_by)
         finally:
-            self.update(bucket, arm, self.reward(ctx.meta, ok, (time.monotonic() - started) * 1000))
+            self.update(bucket, arm, self.reward(ctx.meta, ok, (ctx.clock() - started) * 1000))
+
+
+def _build(alias: str, options: AdaptiveOptions, arms: Mapping[str, Strategy]) -> Strategy:
+    return Adaptive(alias, options, arms)
+
+
+KIND = Kind(AdaptiveOptions, _build, takes_arms=True)

@@ -24,6 +24,7 @@ from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.provider import CallOptions, ChunkStream
 from gateway.core.stats import LiveStats, StatsView
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
+from strategies._fallback import DEFAULT_FALLBACK, FallbackPolicy
 
 __all__ = [
     "Attempt",
@@ -58,6 +59,13 @@ class Attempt:
     @property
     def cost_usd(self) -> float:
         return self.deployment.cost(self.usage)
+
+    def failed(self, exc: GatewayError) -> None:
+        """Record a call that raised; an upstream error learns which deployment it came from."""
+        self.status, self.error = "error", exc.message
+        self.error_type = exc.kind if isinstance(exc, UpstreamError) else type(exc).__name__
+        if isinstance(exc, UpstreamError):
+            exc.deployment = exc.deployment or self.deployment.name
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -156,13 +164,14 @@ class StrategyContext:
     budget_usd: float | None = None
     on_attempt: Callable[[Attempt], None] | None = None
     live: LiveStats = field(default_factory=LiveStats)
+    fallback: FallbackPolicy = DEFAULT_FALLBACK
 
     @property
     def stats(self) -> StatsView:
         return self.live.view
 
     def options(self, role: str) -> CallOptions:
-        return CallOptions(deadline=self.deadline, request_id=self.request_id, role=role)
+        return CallOptions(deadline=self.deadline, request_id=self.request_id, role=role, clock=self.clock)
 
     def remaining(self) -> float:
         return self.deadline - self.clock()
@@ -194,10 +203,7 @@ class StrategyContext:
             raise
         except GatewayError as exc:
             failure = exc
-            attempt.status, attempt.error = "error", exc.message
-            attempt.error_type = exc.kind if isinstance(exc, UpstreamError) else type(exc).__name__
-            if isinstance(exc, UpstreamError):
-                exc.deployment = exc.deployment or deployment.name
+            attempt.failed(exc)
             raise
         finally:
             attempt.latency_ms = (self.clock() - started) * 1000
@@ -236,10 +242,7 @@ class StrategyContext:
             raise
         except GatewayError as exc:
             failure.append(exc)
-            attempt.status, attempt.error = "error", exc.message
-            attempt.error_type = exc.kind if isinstance(exc, UpstreamError) else type(exc).__name__
-            if isinstance(exc, UpstreamError):
-                exc.deployment = exc.deployment or deployment.name
+            attempt.failed(exc)
             raise
         finally:
             if recorded is None or not recorded.finished:

@@ -5,22 +5,22 @@ acceptance check and, optionally, a judge model's score)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from pydantic import Field
 
-from gateway.core.errors import AllProvidersFailed, UpstreamBadRequest, UpstreamError
+from gateway.core.errors import AllProvidersFailed, UpstreamError
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.types import ChatRequest, ChatResponse
 from strategies._accept import rejection
-from strategies._common import Options, ReplayStream, candidates_of, resolve
+from strategies._common import Kind, Options, ReplayStream, candidates_of, resolve
 from strategies._fanout import Prefixed, has_content, until_content
 from strategies._ranking import by_cost, by_quality
-from strategies.base import StrategyContext, StrategyResult, StrategyStream
+from strategies.base import Strategy, StrategyContext, StrategyResult, StrategyStream
 from strategies.direct import ChainStream, run_chain
 
-__all__ = ["Cost", "CostOptions", "Waterfall", "WaterfallOptions"]
+__all__ = ["COST", "WATERFALL", "Cost", "CostOptions", "Waterfall", "WaterfallOptions"]
 
 
 class WaterfallOptions(Options):
@@ -53,11 +53,10 @@ class Waterfall:
                 opened = await attempt.enter_async_context(ctx.open_stream(deployment, request))
                 chunks = opened.__aiter__()
                 held = [chunk async for chunk in until_content(chunks)]
-            except UpstreamBadRequest:
-                await attempt.aclose()
-                raise
             except UpstreamError as exc:
                 await attempt.aclose()
+                if not ctx.fallback.falls_over(exc):
+                    raise
                 errors.append(exc)
                 continue
             if not has_content(held[-1] if held else {}):
@@ -111,9 +110,9 @@ class Cost:
         )
         try:
             verdict = await ctx.call(judge, prompt, "judge")
-        except UpstreamBadRequest:
-            raise
-        except UpstreamError:
+        except UpstreamError as exc:
+            if not ctx.fallback.falls_over(exc):
+                raise
             return None  # no judge available: the acceptance check alone decides
         match = _SCORE.search(verdict.content)
         score = float(match.group(0)) if match else 0.0
@@ -129,9 +128,9 @@ class Cost:
         for step, deployment in enumerate(chain):
             try:
                 answer = await ctx.call(deployment, request, "attempt")
-            except UpstreamBadRequest:
-                raise
             except UpstreamError as exc:
+                if not ctx.fallback.falls_over(exc):
+                    raise
                 errors.append(exc)
                 continue
             reason = await self._judged(answer, request, pool, ctx)
@@ -152,3 +151,15 @@ class Cost:
         # is replayed as a stream.
         result = await self.complete(request, pool, ctx)
         yield ReplayStream(result.response, ctx.meta)
+
+
+def _waterfall(alias: str, options: WaterfallOptions, arms: Mapping[str, Strategy]) -> Strategy:
+    return Waterfall(alias, options)
+
+
+def _cost(alias: str, options: CostOptions, arms: Mapping[str, Strategy]) -> Strategy:
+    return Cost(alias, options)
+
+
+WATERFALL = Kind(WaterfallOptions, _waterfall)
+COST = Kind(CostOptions, _cost)

@@ -1,25 +1,23 @@
 """Direct routing: one `provider/model` and its configured fallbacks, tried in order (SPEC §3).
 
-Each deployment's own retries happen inside its provider; this walks the chain when a deployment finally fails.
-A request the upstream rejected as invalid (400/413/422) is not tried elsewhere: another upstream would most
-likely reject it too, and the client needs that message. Streams fall over only while opening, before the
+Each deployment's own retries happen inside its provider; this walks the chain when a deployment finally fails,
+as the context's fallback policy says (`strategies/_fallback.py`: a request the upstream rejected as invalid is
+not tried elsewhere). Streams fall over only while opening, before the
 first chunk has been received (and so before anything reached the client).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from gateway.core.errors import AllProvidersFailed, UpstreamBadRequest, UpstreamError
+from gateway.core.errors import AllProvidersFailed, UpstreamError
 from gateway.core.pool import Deployment, ProviderPool
-from gateway.core.types import ChatRequest, ChatResponse, Chunk
+from gateway.core.types import ChatRequest, Chunk
+from strategies._accept import Accept
 from strategies.base import RecordedStream, Role, StrategyContext, StrategyMeta, StrategyResult
 
 __all__ = ["ChainStream", "Direct", "open_first", "run_chain"]
-
-Accept = Callable[[ChatResponse], str | None]
-"""Returns None to accept an answer, or the reason it is rejected."""
 
 
 async def run_chain(
@@ -35,9 +33,9 @@ async def run_chain(
     for deployment in chain:
         try:
             response = await ctx.call(deployment, request, role)
-        except UpstreamBadRequest:
-            raise
         except UpstreamError as exc:
+            if not ctx.fallback.falls_over(exc):
+                raise
             errors.append(exc)
             continue
         reason = accept(response) if accept is not None else None
@@ -61,9 +59,9 @@ async def open_first(
         for deployment in chain:
             try:
                 opened = await stack.enter_async_context(ctx.open_stream(deployment, request, role))
-            except UpstreamBadRequest:
-                raise
             except UpstreamError as exc:
+                if not ctx.fallback.falls_over(exc):
+                    raise
                 errors.append(exc)
                 continue
             ctx.meta.served_by.append(deployment)

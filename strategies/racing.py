@@ -4,7 +4,7 @@ its p95). They differ only in how they rank and how wide they start, so they sha
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -13,13 +13,24 @@ from pydantic import Field
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.types import ChatRequest
 from strategies._accept import rejection
-from strategies._common import Options, candidates_of
+from strategies._common import Kind, Options, candidates_of
 from strategies._fanout import race, race_stream
 from strategies._ranking import by_speed, weighted
-from strategies.base import StrategyContext, StrategyResult, StrategyStream
+from strategies.base import Strategy, StrategyContext, StrategyResult, StrategyStream
 from strategies.direct import ChainStream
 
-__all__ = ["Balanced", "BalancedOptions", "Parallel", "ParallelOptions", "Speed", "SpeedOptions", "Weights"]
+__all__ = [
+    "BALANCED",
+    "PARALLEL",
+    "SPEED",
+    "Balanced",
+    "BalancedOptions",
+    "Parallel",
+    "ParallelOptions",
+    "Speed",
+    "SpeedOptions",
+    "Weights",
+]
 
 
 class _Race:
@@ -158,3 +169,20 @@ class Speed(_Race):
     def learn(self, hedged: bool, failed: bool) -> None:
         if not hedged and self.hedged:
             self.hedged -= 1  # budgeted but not needed
+
+
+def _parallel(alias: str, options: ParallelOptions, arms: Mapping[str, Strategy]) -> Strategy:
+    return Parallel(alias, options)
+
+
+def _balanced(alias: str, options: BalancedOptions, arms: Mapping[str, Strategy]) -> Strategy:
+    return Balanced(alias, options)
+
+
+def _speed(alias: str, options: SpeedOptions, arms: Mapping[str, Strategy]) -> Strategy:
+    return Speed(alias, options)
+
+
+PARALLEL = Kind(ParallelOptions, _parallel)
+BALANCED = Kind(BalancedOptions, _balanced)
+SPEED = Kind(SpeedOptions, _speed)

@@ -7,23 +7,23 @@ cannot stand in for tool calls): the best candidate answers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated
 
 from pydantic import Field
 
-from gateway.core.errors import UpstreamBadRequest, UpstreamError
+from gateway.core.errors import UpstreamError
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.types import ChatRequest, ChatResponse
-from strategies._common import Options, ReplayStream, candidates_of, resolve
+from strategies._common import Kind, Options, ReplayStream, candidates_of, resolve
 from strategies._fanout import gather_all
 from strategies._ranking import by_quality
 from strategies._synthesis import analysis_request, layer_request, synthesis_request
-from strategies.base import StrategyContext, StrategyResult, StrategyStream
+from strategies.base import Strategy, StrategyContext, StrategyResult, StrategyStream
 from strategies.direct import ChainStream, open_first
 
-__all__ = ["Simple", "SimpleOptions"]
+__all__ = ["KIND", "Simple", "SimpleOptions"]
 
 
 class SimpleOptions(Options):
@@ -72,9 +72,9 @@ class Simple:
         for lead in leads[:2]:
             try:
                 return (await ctx.call(lead, analysis_request(request, answers), "analysis")).content
-            except UpstreamBadRequest:
-                raise
-            except UpstreamError:
+            except UpstreamError as exc:
+                if not ctx.fallback.falls_over(exc):
+                    raise
                 continue
         return None  # synthesis still runs, without an analysis
 
@@ -98,9 +98,9 @@ class Simple:
             for lead in leads:
                 try:
                     response = await ctx.call(lead, synthesis, "synthesis")
-                except UpstreamBadRequest:
-                    raise
-                except UpstreamError:
+                except UpstreamError as exc:
+                    if not ctx.fallback.falls_over(exc):
+                        raise
                     continue
                 ctx.meta.served_by.extend([*(d for d, _ in answers), lead])
                 return StrategyResult(response, ctx.meta)
@@ -120,9 +120,9 @@ class Simple:
                 synthesis = ChatRequest(synthesis.body | {"stream": True}, synthesis.model, True, False)
                 try:
                     opened = await stack.enter_async_context(open_first(leads, synthesis, ctx, role="synthesis"))
-                except UpstreamBadRequest:
-                    raise
-                except UpstreamError:
+                except UpstreamError as exc:
+                    if not ctx.fallback.falls_over(exc):
+                        raise
                     opened = None  # every lead failed to start: the best candidate answers
             if opened is not None:
                 ctx.meta.served_by[:0] = [d for d, _ in answers]
@@ -131,3 +131,10 @@ class Simple:
             deployment, response = self._best(answers)
             ctx.meta.served_by.append(deployment)
             yield ReplayStream(response, ctx.meta)
+
+
+def _build(alias: str, options: SimpleOptions, arms: Mapping[str, Strategy]) -> Strategy:
+    return Simple(alias, options)
+
+
+KIND = Kind(SimpleOptions, _build)

@@ -188,11 +188,11 @@ class MockProvider:
     @asynccontextmanager
     async def stream(self, request: ChatRequest, *, model: str, options: CallOptions) -> AsyncIterator[_MockStream]:
         profile = self._profile(model)
-        started = time.monotonic()
+        started = options.clock()
         await self._wait(profile.latency_ms / 1000, options)
         self._check_failure(model, profile)
         response = self._answer(request, model)
-        yield _MockStream(self, response, profile, options, time.monotonic() - started)
+        yield _MockStream(self, response, profile, options, options.clock() - started)
 
     async def embed(self, body: dict[str, Any], *, model: str, options: CallOptions) -> dict[str, Any]:
         profile = self._profile(model)

@@ -4,22 +4,25 @@ what the client got and what the metadata says."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from typing import Any
 
 import pytest
 
 from gateway.builder import build_gateway
 from gateway.config import ConfigError, parse_settings
-from gateway.core.errors import AllProvidersFailed
+from gateway.core.errors import AllProvidersFailed, UpstreamError
 from gateway.core.stats import LiveStats
 from gateway.core.types import parse_chat_request
 from gateway.pipeline import Caller
 from gateway.service import Gateway
+from gateway.settings import Settings
 from strategies._ranking import by_speed
 from strategies.adaptive import Adaptive
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.virtual_time]
 
 # Prices are per million tokens (input, output); quality is the operator's prior.
 FLEET = """
@@ -53,7 +56,16 @@ strategies:
 
 
 def gateway() -> Gateway:
-    return build_gateway(parse_settings(FLEET, env={}))
+    """On the test's event loop clock (virtual time: the mock's latencies pass at once), when there is a loop."""
+    return built(parse_settings(FLEET, env={}))
+
+
+def built(settings: Settings) -> Gateway:
+    try:
+        clock = asyncio.get_running_loop().time
+    except RuntimeError:
+        clock = time.monotonic
+    return build_gateway(settings, clock=clock)
 
 
 def request(model: str, **extra: Any) -> Any:
@@ -243,7 +255,7 @@ async def test_every_failure_is_502_listing_each_deployment() -> None:
         FLEET.replace("ultra-pick: {kind: adaptive}", "ultra-doom: {kind: waterfall, chain: [m/fail, m/empty]}"), env={}
     )
     with pytest.raises(AllProvidersFailed) as caught:
-        await complete(build_gateway(settings), "ultra-doom")
+        await complete(built(settings), "ultra-doom")
     assert caught.value.status == 502
     assert "m/fail" in caught.value.message
     assert "m/empty" in caught.value.message
@@ -259,7 +271,8 @@ async def test_every_failure_is_502_listing_each_deployment() -> None:
             "strategies.ultra-x.chain[1]: unknown deployment 'x/y' (use PROVIDER/MODEL)",
         ),
         ("{kind: parallel, max_width: 99}", "strategies.ultra-x.max_width: Input should be less than or equal to 8"),
-        ("{kind: adaptive, arms: [magic]}", "strategies.ultra-x.arms.0:"),
+        ("{kind: adaptive, arms: [magic]}", "strategies.ultra-x.arms[0]:"),
+        ("{kind: magic}", "strategies.ultra-x.kind: unknown strategy kind 'magic' (one of: simple, parallel,"),
     ],
 )
 def test_strategy_options_are_validated_at_load(options: str, error: str) -> None:
@@ -292,3 +305,48 @@ async def test_live_stats_learn_latency_and_ttft_from_whole_answers() -> None:
     assert fast.ttft_ms is not None
     assert fast.ttft_ms > 0
     assert service.live.view.get("m/fail").success < 1.0
+
+
+PATIENT = """
+providers:
+  - name: m
+    kind: mock
+    models:
+      - {id: glacial, latency_ms: 120000, reply: "glacial says {prompt}"}
+      - {id: fast, latency_ms: 5, reply: "fast says {prompt}"}
+server: {request_timeout_s: 3600}
+cache: {enabled: false}
+rate_limits: {enabled: false}
+strategies:
+  ultra-patient: {kind: speed, candidates: [m/glacial, m/fast], hedge_after_ms: 30000, max_hedge_share: 1.0}
+"""
+
+
+async def test_strategies_run_on_the_loops_virtual_clock() -> None:
+    """A 30 s hedge delay and a 2 min upstream: on virtual time the hedge fires at 30 s of loop time, the 5 ms
+    hedge wins, and every timing the strategy records is loop time (this would take 30 s of real time, past
+    the test's timeout, on a real clock)."""
+    loop = asyncio.get_running_loop()
+    service = build_gateway(parse_settings(PATIENT, env={}), clock=loop.time)
+    started = loop.time()
+    outcome = await complete(service, "ultra-patient")
+    elapsed = loop.time() - started
+    assert outcome.body["choices"][0]["message"]["content"] == "fast says hello"
+    assert outcome.body["ultra"]["hedged"] == 1
+    assert elapsed == pytest.approx(30.005, abs=1e-3)
+    latencies = {c["model"]: (c["status"], c["latency_ms"]) for c in outcome.body["ultra"]["calls"]}
+    assert latencies["glacial"] == ("cancelled", pytest.approx(30005, abs=1))
+    assert latencies["fast"] == ("ok", pytest.approx(5, abs=1))
+
+
+async def test_the_request_deadline_is_on_the_same_clock() -> None:
+    loop = asyncio.get_running_loop()
+    text = PATIENT.replace("request_timeout_s: 3600", "request_timeout_s: 2").replace(
+        "ultra-patient: {kind: speed",
+        "ultra-patient: {kind: waterfall, chain: [m/glacial]}\n  ultra-unused: {kind: speed",
+    )
+    service = build_gateway(parse_settings(text, env={}), clock=loop.time)
+    started = loop.time()
+    with pytest.raises(UpstreamError):  # the request's total timeout or the upstream's, whichever is seen first
+        await complete(service, "ultra-patient")
+    assert loop.time() - started == pytest.approx(2.0, abs=1e-3)  # the 2 min upstream gave up at the deadline
