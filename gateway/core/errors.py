@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.core.redaction import redact
+
 __all__ = [
     "AllProvidersFailed",
     "AuthenticationFailed",
@@ -142,7 +144,9 @@ class UpstreamError(GatewayError):
     code: str | None = "upstream_error"
 
     def __init__(self, message: str, *, deployment: str | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
+        # Upstream text can carry keys (echoed headers, debug dumps): scrubbed here, whatever built the message,
+        # so neither the client, the logs nor a span's status ever see one.
+        super().__init__(redact(message), **kwargs)
         self.deployment = deployment
 
     @property

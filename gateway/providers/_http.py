@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -27,6 +26,7 @@ from gateway.core.errors import (
     UpstreamTimeout,
 )
 from gateway.core.provider import CallOptions, Capabilities
+from gateway.core.redaction import redact
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
 from gateway.providers._sse import SSEDecoder, SSEEvent
 
@@ -104,17 +104,6 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return min(max(when - time.time(), 0.0), RETRY_AFTER_CAP_S)
-
-
-_KEYLIKE = re.compile(r"(sk-|key-|AIza)[A-Za-z0-9_\-]{6,}")
-
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Remove known secrets and anything shaped like an API key from upstream text before it goes anywhere."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return _KEYLIKE.sub("[redacted]", text)
 
 
 class HttpProvider:

@@ -19,6 +19,7 @@ import orjson
 from gateway.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from gateway.core.provider import Capabilities
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url
+from gateway.core.redaction import register_secret
 from gateway.providers._http import HttpCall, redact
 from gateway.providers._sse import SSEEvent
 from gateway.providers._turns import Turns
@@ -252,6 +253,7 @@ class AnthropicDialect:
     ) -> None:
         self._api_key = api_key
         self._provider = provider
+        register_secret(api_key)
         self.api_version = api_version
         self.default_max_tokens = default_max_tokens
 
@@ -284,10 +286,13 @@ class AnthropicDialect:
         try:
             data = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
-            return body[:200].decode("utf-8", errors="replace")
+            data = None
         error = data.get("error") if isinstance(data, dict) else None
-        message = str(error.get("message") or "") if isinstance(error, dict) else ""
-        return redact(message, (self._api_key or "",))[:500]
+        if data is None:
+            message = body.decode("utf-8", errors="replace")
+        else:
+            message = str(error.get("message") or "") if isinstance(error, dict) else ""
+        return redact(message, (self._api_key or "",))[:500]  # redacted whole, then cut
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         return error_from_status(status, headers, self._message_of(body), provider=self._provider)

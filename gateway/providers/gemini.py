@@ -20,6 +20,7 @@ import orjson
 from gateway.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from gateway.core.provider import Capabilities
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url, text_of
+from gateway.core.redaction import register_secret
 from gateway.providers._http import HttpCall, redact
 from gateway.providers._sse import SSEEvent
 from gateway.providers._turns import Turns
@@ -266,6 +267,7 @@ class GeminiDialect:
     def __init__(self, api_key: str | None = None, *, provider: str = "gemini") -> None:
         self._api_key = api_key
         self._provider = provider
+        register_secret(api_key)
 
     def default_headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -301,6 +303,8 @@ class GeminiDialect:
         error = data.get("error") if isinstance(data, dict) else None
         message = ""
         retry_headers = dict(headers)
+        if data is None and body:
+            message = body.decode("utf-8", errors="replace")
         if isinstance(error, dict):
             message = str(error.get("message") or "")
             for detail in error.get("details") or ():
