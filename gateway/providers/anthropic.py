@@ -19,7 +19,7 @@ import orjson
 from gateway.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from gateway.core.provider import Capabilities
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url
-from gateway.core.redaction import register_secret
+from gateway.core.redaction import bounded, register_secret
 from gateway.providers._http import HttpCall, redact
 from gateway.providers._sse import SSEEvent
 from gateway.providers._turns import Turns
@@ -72,7 +72,7 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
             if inline is not None:
                 media, data = inline
                 if media not in _IMAGE_TYPES:
-                    raise InvalidRequest(f"image type {media} is not supported by this model", param=f"{where}[{i}]")
+                    raise InvalidRequest(f"image type {bounded(str(media))} is not supported by this model", param=f"{where}[{i}]")
                 blocks.append({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}})
             else:
                 blocks.append({"type": "image", "source": {"type": "url", "url": url}})
@@ -83,7 +83,7 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
             source = {"type": "base64", "media_type": "application/pdf", "data": inline[1]}
             blocks.append({"type": "document", "source": source})
         else:
-            raise InvalidRequest(f"content part type {kind!r} is not supported by this model", param=f"{where}[{i}]")
+            raise InvalidRequest(f"content part type {bounded(repr(kind))} is not supported by this model", param=f"{where}[{i}]")
     return blocks
 
 
@@ -119,7 +119,7 @@ def _messages(messages: list[dict[str, Any]]) -> Turns:
                 "user", [{"type": "tool_result", "tool_use_id": message.get("tool_call_id", ""), "content": result}]
             )
         else:
-            raise InvalidRequest(f"role {role!r} is not supported by this model", param=f"{where}.role")
+            raise InvalidRequest(f"role {bounded(repr(role))} is not supported by this model", param=f"{where}.role")
     return turns
 
 

@@ -20,7 +20,7 @@ import orjson
 from gateway.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from gateway.core.provider import Capabilities
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url, text_of
-from gateway.core.redaction import register_secret
+from gateway.core.redaction import bounded, register_secret
 from gateway.providers._http import HttpCall, redact
 from gateway.providers._sse import SSEEvent
 from gateway.providers._turns import Turns
@@ -84,7 +84,7 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
             mime, data = inline
             parts.append({"inlineData": {"mimeType": mime, "data": data}})
         else:
-            raise InvalidRequest(f"content part type {kind!r} is not supported by this model", param=f"{where}[{i}]")
+            raise InvalidRequest(f"content part type {bounded(repr(kind))} is not supported by this model", param=f"{where}[{i}]")
     return parts
 
 
@@ -134,7 +134,7 @@ def _contents(messages: list[dict[str, Any]]) -> Turns:
                 "user", [{"functionResponse": {"name": names[call_id], "id": call_id, "response": {"output": output}}}]
             )
         else:
-            raise InvalidRequest(f"role {role!r} is not supported by this model", param=f"{where}.role")
+            raise InvalidRequest(f"role {bounded(repr(role))} is not supported by this model", param=f"{where}.role")
     return turns
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.core.errors import GatewayError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
+from gateway.core.redaction import bounded
 from gateway.core.types import ChatRequest, Chunk, parse_chat_request
 from gateway.http.edge import ASGIApp, Message, Receive, Scope, Send
 from gateway.http.errors import error_event, internal, rendered, unexpected
@@ -73,7 +74,7 @@ async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, se
         cache_control=headers.get("cache-control"),
         cache_ttl=headers.get("x-ultra-cache-ttl"),
     )
-    line: dict[str, Any] = {"model": chat.model, "key": rc.key_name}
+    line: dict[str, Any] = {"model": bounded(chat.model), "key": rc.key_name}
     scope["ultra.log"] = line  # read by the access log in the edge
     if not chat.stream:
         outcome = await gateway.complete(chat, rc)
