@@ -73,6 +73,7 @@ def build_provider(config: ProviderSettings) -> Provider:
         timeouts=timeouts,
         headers=config.headers,
         max_connections=config.max_connections,
+        max_response_bytes=config.max_response_bytes,
     )
 
 

@@ -18,6 +18,7 @@ GatewayError                      status, OpenAI type/code/param, retryable, ret
     ├── UpstreamConnectionError   connect failed, reset, closed mid-stream
     ├── UpstreamTimeout           connect/read/total timeout (504)
     ├── UpstreamProtocolError     malformed JSON or SSE, missing fields (502)
+    │   └── UpstreamTooLarge      the answer exceeded the provider's max_response_bytes (502)
     └── AllProvidersFailed        every attempt for the request failed (502; 429 if all were rate limits)
 ```
 
@@ -50,6 +51,7 @@ __all__ = [
     "UpstreamRateLimited",
     "UpstreamStatusError",
     "UpstreamTimeout",
+    "UpstreamTooLarge",
 ]
 
 
@@ -208,6 +210,16 @@ class UpstreamProtocolError(UpstreamError):
     @property
     def kind(self) -> str:
         return "protocol_error"
+
+
+class UpstreamTooLarge(UpstreamProtocolError):
+    """The upstream's answer (a whole body, or a stream's bytes so far) passed the provider's size cap."""
+
+    code = "upstream_response_too_large"
+
+    @property
+    def kind(self) -> str:
+        return "too_large"
 
 
 class AllProvidersFailed(UpstreamError):

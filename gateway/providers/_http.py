@@ -24,6 +24,7 @@ from gateway.core.errors import (
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
+    UpstreamTooLarge,
 )
 from gateway.core.provider import CallOptions, Capabilities
 from gateway.core.redaction import redact
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 RETRY_AFTER_CAP_S = 60.0
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+_ERROR_BODY_BYTES = 64 * 1024  # an error body is only summarised: more than this is never read
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,7 @@ class HttpProvider:
         timeouts: Timeouts | None = None,
         headers: Mapping[str, str] | None = None,
         max_connections: int = 256,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.name = name
         self.kind = dialect.kind
@@ -127,6 +131,7 @@ class HttpProvider:
         self._base = base_url.rstrip("/")
         self._headers = {**dialect.default_headers(), **(headers or {})}
         self._max_connections = max_connections
+        self.max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -170,9 +175,31 @@ class HttpProvider:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._fail(exc) from None
 
+    def too_large(self) -> UpstreamTooLarge:
+        return UpstreamTooLarge(
+            f"{self.name}: the upstream answer was too large (over max_response_bytes, {self.max_response_bytes} bytes)"
+        )
+
+    async def _read(self, response: aiohttp.ClientResponse, limit: int, *, whole: bool) -> tuple[bytes, bool]:
+        """The body, read no further than `limit` bytes; and whether it went past the limit. With `whole`, a
+        declared length over the limit fails before anything is read."""
+        length = response.content_length
+        if whole and length is not None and length > limit:
+            return b"", True
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            data = await response.content.readany()
+            if not data:
+                return (parts[0] if len(parts) == 1 else b"".join(parts)), False
+            size += len(data)
+            if size > limit:
+                return b"".join(parts)[:limit], True
+            parts.append(data)
+
     async def _error(self, response: aiohttp.ClientResponse) -> UpstreamError:
         try:
-            body = await response.read()
+            body, _ = await self._read(response, min(self.max_response_bytes, _ERROR_BODY_BYTES), whole=False)
         except (TimeoutError, aiohttp.ClientError, OSError):
             body = b""
         return self.dialect.parse_error(response.status, response.headers, body)
@@ -183,9 +210,12 @@ class HttpProvider:
             if response.status >= 400:
                 raise await self._error(response)
             try:
-                body = await response.read()
+                body, over = await self._read(response, self.max_response_bytes, whole=True)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 raise self._fail(exc) from None
+            if over:
+                response.close()  # the rest is never read: the connection cannot go back to the pool
+                raise self.too_large()
         finally:
             response.release()
         return self.dialect.parse_response(body, model=model)
@@ -225,6 +255,7 @@ class _HttpStream:
         self._decoder = SSEDecoder()
         self._pending: deque[Chunk] = deque()
         self._started = started
+        self._left = provider.max_response_bytes  # bytes this stream may still bring (events and all)
         self.ttft_s: float | None = None
         self.finished = False
 
@@ -238,6 +269,9 @@ class _HttpStream:
             data = await self._response.content.readany()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._provider._fail(exc) from None
+        self._left -= len(data)
+        if self._left < 0:
+            raise self._provider.too_large()
         if not data:
             self._pending.extend(self._translator.finish())
             if not self._translator.done:
