@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -28,7 +28,10 @@ __all__ = ["chat_route"]
 
 log = logging.getLogger("ultra_gateway")
 
+T = TypeVar("T")
+
 _DONE = b"data: [DONE]\n\n"
+_LAST_WRITE_GRACE_S = 1.0  # the final event (or whole answer) may finish this long after the deadline
 _JSON = (b"content-type", b"application/json")
 _SSE = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -65,6 +68,9 @@ async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, se
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
     principal = gateway.auth.authenticate(headers.get("authorization"))  # 401 before the body is read
     chat = await _read_request(receive, headers.get("content-length"), gateway.settings.server.max_body_bytes)
+    # Writing to the client counts against the request's deadline too: a client that stops reading must not
+    # hold its upstream connection (and a slot of the provider's pool) past it.
+    deadline = asyncio.get_running_loop().time() + gateway.settings.server.request_timeout_s
     rc = RequestContext(
         request_id=str(scope.get("ultra.request_id", "")),
         trace_id=scope.get("ultra.trace_id"),
@@ -77,9 +83,16 @@ async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, se
     line: dict[str, Any] = {"model": bounded(chat.model), "key": rc.key_name}
     scope["ultra.log"] = line  # read by the access log in the edge
     if not chat.stream:
-        outcome = await gateway.complete(chat, rc)
+        # The client may hang up while the upstream calls run: watch for it, as streams do, and cancel them.
+        outcome = await _until_disconnect(gateway.complete(chat, rc), receive)
+        if outcome is None:
+            return  # nobody to answer; the upstream calls were cancelled
         line["meta"] = outcome.meta
-        await _send_json(send, 200, orjson.dumps(outcome.body), outcome.headers)
+        try:
+            async with asyncio.timeout_at(deadline + _LAST_WRITE_GRACE_S):
+                await _send_json(send, 200, orjson.dumps(outcome.body), outcome.headers)
+        except TimeoutError:
+            log.warning("request %s: the client did not read its answer before the deadline", rc.request_id)
         return
     # Open the strategy's stream before answering: a failure to start is an ordinary HTTP error with its status.
     stack = AsyncExitStack()
@@ -91,7 +104,7 @@ async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, se
     line["meta"] = opened.meta  # complete by the time the line is written, after the stream
     async with stack:  # closes every upstream response, also when the client went away
         await send({"type": "http.response.start", "status": 200, "headers": [*_SSE, *_encode(opened.headers)]})
-        await _until_disconnect(_send_events(opened.chunks, send, rc.request_id), receive)
+        await _until_disconnect(_send_events(opened.chunks, send, rc.request_id, deadline), receive)
 
 
 async def _read_request(receive: Receive, length: str | None, limit: int) -> ChatRequest:
@@ -127,25 +140,38 @@ def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
-async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str) -> None:
+async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str, deadline: float) -> None:
     """Each chunk serialized once and sent as it comes (never buffered). After the first byte, a failure is one
-    error event and the end."""
+    error event and the end. Every write must finish by `deadline` (the last one gets a short grace): a client
+    that stops reading is abandoned there, and the caller then closes the upstream stream."""
     dumps = orjson.dumps
     try:
         async for chunk in chunks:
-            await send({"type": "http.response.body", "body": b"data: " + dumps(chunk) + b"\n\n", "more_body": True})
+            async with asyncio.timeout_at(deadline):
+                await send(
+                    {"type": "http.response.body", "body": b"data: " + dumps(chunk) + b"\n\n", "more_body": True}
+                )
         tail = _DONE
+    except TimeoutError:
+        log.warning("request %s: the client did not read its stream before the deadline; abandoned", request_id)
+        return
     except GatewayError as exc:
         tail = error_event(exc)
     except Exception:
         log.exception("stream failed in request %s", request_id)
         tail = error_event(internal(request_id))
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
+    try:
+        last = max(deadline, asyncio.get_running_loop().time()) + _LAST_WRITE_GRACE_S
+        async with asyncio.timeout_at(last):
+            await send({"type": "http.response.body", "body": tail, "more_body": False})
+    except TimeoutError:
+        log.warning("request %s: the client did not read the end of its stream; abandoned", request_id)
 
 
-async def _until_disconnect(sending: Coroutine[Any, Any, None], receive: Receive) -> None:
-    """Run the sender until it ends or the client hangs up, whichever is first. A hang-up cancels the sender, so
-    the upstream streams are closed at once rather than read to their end into a dead socket."""
+async def _until_disconnect(work: Coroutine[Any, Any, T], receive: Receive) -> T | None:
+    """Run `work` until it ends or the client hangs up, whichever is first; None after a hang-up. A hang-up
+    cancels the work, so upstream calls and streams are closed at once rather than run to their end for a dead
+    socket."""
     me = asyncio.current_task()
     assert me is not None
     hung_up = False
@@ -159,10 +185,11 @@ async def _until_disconnect(sending: Coroutine[Any, Any, None], receive: Receive
 
     watcher = asyncio.ensure_future(watch())
     try:
-        await sending
+        return await work
     except asyncio.CancelledError:
         if not hung_up:
             raise  # cancelled from outside (server shutdown): not ours to swallow
         me.uncancel()
+        return None
     finally:
         watcher.cancel()
