@@ -70,6 +70,9 @@ class ServerSettings(_Strict):
     expose_metadata: bool = Field(True, description="Add the `ultra` metadata object to responses (SPEC §5).")
     request_timeout_s: float = Field(600.0, gt=0, description="No request runs longer than this, fallbacks included.")
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection that has not sent a request's complete headers by then is closed."
+    )
 
 
 class TimeoutSettings(_Strict):

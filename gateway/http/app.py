@@ -16,6 +16,7 @@ from litestar import Litestar
 from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.routes.chat import chat_route
+from gateway.http.server import configure_server
 from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.models import list_models, retrieve_model
 from gateway.service import Gateway
@@ -70,6 +71,8 @@ def prepare_process() -> None:
 
 def app_from_env() -> RequestIdEdge:
     """uvicorn factory for `--workers N`: every worker loads the same (already validated) config."""
-    app = create_app(load_settings())
+    settings = load_settings()
+    app = create_app(settings)
+    configure_server(settings.server.header_timeout_s, settings.server.shutdown_grace_s)
     prepare_process()
     return app

@@ -22,6 +22,7 @@ from gateway.core.redaction import bounded
 from gateway.core.types import ChatRequest, Chunk, parse_chat_request
 from gateway.http.edge import ASGIApp, Message, Receive, Scope, Send
 from gateway.http.errors import error_event, internal, rendered, unexpected
+from gateway.http.server import DRAIN, shutting_down
 from gateway.service import Gateway, RequestContext
 
 __all__ = ["chat_route"]
@@ -84,7 +85,14 @@ async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, se
     scope["ultra.log"] = line  # read by the access log in the edge
     if not chat.stream:
         # The client may hang up while the upstream calls run: watch for it, as streams do, and cancel them.
-        outcome = await _until_disconnect(gateway.complete(chat, rc), receive)
+        try:
+            async with asyncio.timeout(None) as stop:
+                with DRAIN.watching(stop):
+                    outcome = await _until_disconnect(gateway.complete(chat, rc), receive)
+        except TimeoutError:
+            if stop.expired():
+                raise shutting_down() from None
+            raise
         if outcome is None:
             return  # nobody to answer; the upstream calls were cancelled
         line["meta"] = outcome.meta
@@ -97,9 +105,13 @@ async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, se
     # Open the strategy's stream before answering: a failure to start is an ordinary HTTP error with its status.
     stack = AsyncExitStack()
     try:
-        opened = await stack.enter_async_context(gateway.stream(chat, rc))
-    except BaseException:
+        async with asyncio.timeout(None) as stop:
+            with DRAIN.watching(stop):
+                opened = await stack.enter_async_context(gateway.stream(chat, rc))
+    except BaseException as exc:
         await stack.aclose()
+        if isinstance(exc, TimeoutError) and stop.expired():
+            raise shutting_down() from None
         raise
     line["meta"] = opened.meta  # complete by the time the line is written, after the stream
     async with stack:  # closes every upstream response, also when the client went away
@@ -145,16 +157,20 @@ async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str
     error event and the end. Every write must finish by `deadline` (the last one gets a short grace): a client
     that stops reading is abandoned there, and the caller then closes the upstream stream."""
     dumps = orjson.dumps
+    stop = asyncio.timeout(None)  # fires when a graceful shutdown's grace runs out
     try:
-        async for chunk in chunks:
-            async with asyncio.timeout_at(deadline):
-                await send(
-                    {"type": "http.response.body", "body": b"data: " + dumps(chunk) + b"\n\n", "more_body": True}
-                )
+        async with stop:
+            with DRAIN.watching(stop):
+                async for chunk in chunks:
+                    async with asyncio.timeout_at(deadline):
+                        body = b"data: " + dumps(chunk) + b"\n\n"
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
         tail = _DONE
     except TimeoutError:
-        log.warning("request %s: the client did not read its stream before the deadline; abandoned", request_id)
-        return
+        if not stop.expired():
+            log.warning("request %s: the client did not read its stream before the deadline; abandoned", request_id)
+            return
+        tail = error_event(shutting_down())
     except GatewayError as exc:
         tail = error_event(exc)
     except Exception:
