@@ -16,9 +16,9 @@ from litestar import Litestar
 from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.routes.chat import chat_route
-from gateway.http.server import configure_server
 from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.models import list_models, retrieve_model
+from gateway.http.server import configure_server
 from gateway.service import Gateway
 from gateway.settings import Settings, load_settings
 from gateway.telemetry.access import start_access_log

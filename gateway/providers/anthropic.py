@@ -18,8 +18,8 @@ import orjson
 
 from gateway.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from gateway.core.provider import Capabilities
-from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url
 from gateway.core.redaction import bounded, register_secret
+from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url
 from gateway.providers._http import HttpCall, redact
 from gateway.providers._sse import SSEEvent
 from gateway.providers._turns import Turns
@@ -72,7 +72,9 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
             if inline is not None:
                 media, data = inline
                 if media not in _IMAGE_TYPES:
-                    raise InvalidRequest(f"image type {bounded(str(media))} is not supported by this model", param=f"{where}[{i}]")
+                    raise InvalidRequest(
+                        f"image type {bounded(str(media))} is not supported by this model", param=f"{where}[{i}]"
+                    )
                 blocks.append({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}})
             else:
                 blocks.append({"type": "image", "source": {"type": "url", "url": url}})
@@ -83,7 +85,9 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
             source = {"type": "base64", "media_type": "application/pdf", "data": inline[1]}
             blocks.append({"type": "document", "source": source})
         else:
-            raise InvalidRequest(f"content part type {bounded(repr(kind))} is not supported by this model", param=f"{where}[{i}]")
+            raise InvalidRequest(
+                f"content part type {bounded(repr(kind))} is not supported by this model", param=f"{where}[{i}]"
+            )
     return blocks
 
 

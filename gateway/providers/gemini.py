@@ -19,8 +19,8 @@ import orjson
 
 from gateway.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from gateway.core.provider import Capabilities
-from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url, text_of
 from gateway.core.redaction import bounded, register_secret
+from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url, text_of
 from gateway.providers._http import HttpCall, redact
 from gateway.providers._sse import SSEEvent
 from gateway.providers._turns import Turns
@@ -84,7 +84,9 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
             mime, data = inline
             parts.append({"inlineData": {"mimeType": mime, "data": data}})
         else:
-            raise InvalidRequest(f"content part type {bounded(repr(kind))} is not supported by this model", param=f"{where}[{i}]")
+            raise InvalidRequest(
+                f"content part type {bounded(repr(kind))} is not supported by this model", param=f"{where}[{i}]"
+            )
     return parts
 
 

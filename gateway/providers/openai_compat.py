@@ -22,8 +22,8 @@ from gateway.core.errors import (
     UpstreamStatusError,
 )
 from gateway.core.provider import Capabilities
-from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
 from gateway.core.redaction import register_secret
+from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
 from gateway.providers._http import HttpCall, parse_retry_after, redact
 from gateway.providers._sse import SSEEvent
 

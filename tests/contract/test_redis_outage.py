@@ -97,8 +97,8 @@ async def test_one_replica_never_admits_more_than_the_limit_across_an_outage(
                 ticket = await limiter.admit(key=key, model="m", body=BODY)
                 assert ticket.decision.degraded
                 admitted += 1
-            except Exception as exc:
-                assert type(exc).__name__ == "RateLimited", exc
+            except RateLimited:
+                pass
     finally:
         if outage == "pause":
             redis_server_owned.resume()

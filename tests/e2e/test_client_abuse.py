@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -52,7 +51,7 @@ def _connect(gateway: GatewayProcess, *, rcvbuf: int | None = None) -> socket.so
 
 def _post(model: str, stream: bool) -> bytes:
     body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": stream})
-    head = f"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+    head = "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
     return (head + f"content-length: {len(body)}\r\n\r\n").encode() + body
 
 

@@ -64,7 +64,9 @@ def _response(sock: socket.socket) -> bytes:
     while b"\r\n\r\n" not in data:
         data += sock.recv(65536)
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[1])
+    length = int(
+        next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[1]
+    )
     while len(body) < length:
         body += sock.recv(65536)
     return head + b"\r\n\r\n" + body
@@ -134,7 +136,8 @@ def test_sigterm_ends_in_flight_streams_with_an_error_event_and_no_traceback(
             at = text.rfind(b'data: {"error"')
             assert at > 0, text
             error = orjson.loads(text[at + 6 : text.index(b"\n\n", at)])["error"]
-            assert error["code"] == "service_unavailable" and "shutting down" in error["message"]
+            assert error["code"] == "service_unavailable"
+            assert "shutting down" in error["message"]
         with whole:
             answer = b""
             while data := whole.recv(65536):

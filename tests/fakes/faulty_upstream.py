@@ -103,7 +103,9 @@ class FaultyUpstream:
             if stream:
                 piece = _event(model, {"content": "z" * 4000})
                 count = self.oversize_bytes // len(piece) + 1
-                return await self._sse(request, [_event(model, {"role": "assistant"}), *[piece] * count, b"data: [DONE]\n\n"])
+                return await self._sse(
+                    request, [_event(model, {"role": "assistant"}), *[piece] * count, b"data: [DONE]\n\n"]
+                )
             return web.json_response(_completion(model, "z" * self.oversize_bytes))
         if stream:
             chunks = [_event(model, {"role": "assistant", "content": ""}), _event(model, {"content": "fine"})]
