@@ -8,66 +8,29 @@ complete, and closes the connection when it fires (`server.header_timeout_s`).
 
 On SIGTERM uvicorn stops listening, tells every connection to finish (`shutdown()`), waits
 `timeout_graceful_shutdown` and then cancels what is left, which cuts streams without a word and logs a
-traceback for each. `DRAIN` hears the first `shutdown()` and, a little before uvicorn's deadline, ends every
-request still running with a `service_unavailable` error (an error event for streams), so the cancel never comes.
+traceback for each. The protocol passes the first `shutdown()` on to the request watchdog (http/watchdog.py),
+which, a little before uvicorn's deadline, ends every request still running with a `service_unavailable` error
+(an error event for streams), so the cancel never comes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.core.errors import ServiceUnavailable
+from gateway.http.watchdog import WATCHDOG
 
-__all__ = ["DRAIN", "Drain", "GatewayHttpProtocol", "configure_server", "shutting_down"]
+__all__ = ["GatewayHttpProtocol", "configure_server", "shutting_down"]
 
 
 def shutting_down() -> ServiceUnavailable:
     return ServiceUnavailable("The gateway is shutting down; retry the request.")
 
 
-class Drain:
-    """Process-wide: the running requests' stop timers, pulled in to `grace` seconds once shutdown begins."""
-
-    def __init__(self) -> None:
-        self.grace_s = 30.0
-        self._stop_at: float | None = None
-        self._timers: set[asyncio.Timeout] = set()
-
-    @property
-    def draining(self) -> bool:
-        return self._stop_at is not None
-
-    def begin(self) -> None:
-        if self._stop_at is not None:
-            return
-        # Leave uvicorn a margin to see the requests end before its own deadline cancels them.
-        margin = min(1.0, self.grace_s * 0.2)
-        self._stop_at = asyncio.get_running_loop().time() + max(0.0, self.grace_s - margin)
-        for timer in self._timers:
-            timer.reschedule(self._stop_at)
-
-    @contextmanager
-    def watching(self, timer: asyncio.Timeout) -> Iterator[None]:
-        """While inside, `timer` (an `asyncio.timeout(None)`) fires when the shutdown grace runs out."""
-        if self._stop_at is not None:
-            timer.reschedule(self._stop_at)
-        self._timers.add(timer)
-        try:
-            yield
-        finally:
-            self._timers.discard(timer)
-
-    def reset(self) -> None:
-        self._stop_at = None
-        self._timers.clear()
-
-
-DRAIN = Drain()
+_grace = {"shutdown_s": 30.0}
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
@@ -110,11 +73,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
-        DRAIN.begin()
+        # End what still runs a little before uvicorn's own deadline, so it never has to cancel a request.
+        grace = _grace["shutdown_s"]
+        WATCHDOG.drain(grace - min(1.0, grace * 0.2))
         super().shutdown()
 
 
 def configure_server(header_timeout_s: float, shutdown_grace_s: float) -> None:
     """Set the process's header timeout and shutdown grace (each worker process calls this for itself)."""
     GatewayHttpProtocol.header_timeout_s = header_timeout_s
-    DRAIN.grace_s = shutdown_grace_s
+    _grace["shutdown_s"] = shutdown_grace_s

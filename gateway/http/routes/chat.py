@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 
 import orjson
 
-from gateway.core.errors import GatewayError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
+from gateway.core.errors import GatewayError, InvalidRequest, MethodNotAllowed, PayloadTooLarge, UpstreamTimeout
 from gateway.core.redaction import bounded
 from gateway.core.types import ChatRequest, Chunk, parse_chat_request
 from gateway.http.edge import ASGIApp, Message, Receive, Scope, Send
 from gateway.http.errors import error_event, internal, rendered, unexpected
-from gateway.http.server import DRAIN, shutting_down
+from gateway.http.server import shutting_down
+from gateway.http.watchdog import WATCHDOG
 from gateway.service import Gateway, RequestContext
 
 __all__ = ["chat_route"]
@@ -32,7 +33,7 @@ log = logging.getLogger("ultra_gateway")
 T = TypeVar("T")
 
 _DONE = b"data: [DONE]\n\n"
-_LAST_WRITE_GRACE_S = 1.0  # the final event (or whole answer) may finish this long after the deadline
+_LAST_WRITE_GRACE_S = 1.0  # writing may finish this long after the deadline (the pipeline stops at it)
 _JSON = (b"content-type", b"application/json")
 _SSE = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -69,9 +70,6 @@ async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, se
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
     principal = gateway.auth.authenticate(headers.get("authorization"))  # 401 before the body is read
     chat = await _read_request(receive, headers.get("content-length"), gateway.settings.server.max_body_bytes)
-    # Writing to the client counts against the request's deadline too: a client that stops reading must not
-    # hold its upstream connection (and a slot of the provider's pool) past it.
-    deadline = asyncio.get_running_loop().time() + gateway.settings.server.request_timeout_s
     rc = RequestContext(
         request_id=str(scope.get("ultra.request_id", "")),
         trace_id=scope.get("ultra.trace_id"),
@@ -83,40 +81,89 @@ async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, se
     )
     line: dict[str, Any] = {"model": bounded(chat.model), "key": rc.key_name}
     scope["ultra.log"] = line  # read by the access log in the edge
-    if not chat.stream:
-        # The client may hang up while the upstream calls run: watch for it, as streams do, and cancel them.
-        try:
-            async with asyncio.timeout(None) as stop:
-                with DRAIN.watching(stop):
-                    outcome = await _until_disconnect(gateway.complete(chat, rc), receive)
-        except TimeoutError:
-            if stop.expired():
-                raise shutting_down() from None
-            raise
-        if outcome is None:
-            return  # nobody to answer; the upstream calls were cancelled
-        line["meta"] = outcome.meta
-        try:
-            async with asyncio.timeout_at(deadline + _LAST_WRITE_GRACE_S):
-                await _send_json(send, 200, orjson.dumps(outcome.body), outcome.headers)
-        except TimeoutError:
-            log.warning("request %s: the client did not read its answer before the deadline", rc.request_id)
-        return
-    # Open the strategy's stream before answering: a failure to start is an ordinary HTTP error with its status.
-    stack = AsyncExitStack()
+    # The watchdog bounds everything after this point, writing to the client included: the pipeline stops
+    # itself at the request deadline, so this fires only when the client is not reading (after a short grace),
+    # or earlier when a graceful shutdown's grace runs out.
+    end = asyncio.get_running_loop().time() + gateway.settings.server.request_timeout_s + _LAST_WRITE_GRACE_S
+    if chat.stream:
+        await _answer_stream(gateway, chat, rc, line, receive, send, end)
+    else:
+        await _answer_whole(gateway, chat, rc, line, receive, send, end)
+
+
+async def _answer_whole(
+    gateway: Gateway,
+    chat: ChatRequest,
+    rc: RequestContext,
+    line: dict[str, Any],
+    receive: Receive,
+    send: Send,
+    end: float,
+) -> None:
+    guard = WATCHDOG.guard(end, receive)  # a hang-up cancels the upstream calls, as it does for streams
+    outcome = None
     try:
-        async with asyncio.timeout(None) as stop:
-            with DRAIN.watching(stop):
-                opened = await stack.enter_async_context(gateway.stream(chat, rc))
-    except BaseException as exc:
-        await stack.aclose()
-        if isinstance(exc, TimeoutError) and stop.expired():
+        outcome = await gateway.complete(chat, rc)
+        line["meta"] = outcome.meta
+        await _send_json(send, 200, orjson.dumps(outcome.body), outcome.headers)
+    except asyncio.CancelledError:
+        if guard.fired is None:
+            raise
+        guard.task.uncancel()
+        if guard.fired == "hangup":
+            return  # nobody to answer; the upstream calls were cancelled
+        if outcome is not None:  # the answer was ready; the client did not take it
+            log.warning("request %s: the client did not read its answer before the deadline", rc.request_id)
+            return
+        if guard.fired == "drain":
             raise shutting_down() from None
-        raise
-    line["meta"] = opened.meta  # complete by the time the line is written, after the stream
-    async with stack:  # closes every upstream response, also when the client went away
-        await send({"type": "http.response.start", "status": 200, "headers": [*_SSE, *_encode(opened.headers)]})
-        await _until_disconnect(_send_events(opened.chunks, send, rc.request_id, deadline), receive)
+        raise UpstreamTimeout("The request did not finish within its deadline.") from None
+    finally:
+        WATCHDOG.release(guard)
+
+
+async def _answer_stream(
+    gateway: Gateway,
+    chat: ChatRequest,
+    rc: RequestContext,
+    line: dict[str, Any],
+    receive: Receive,
+    send: Send,
+    end: float,
+) -> None:
+    guard = WATCHDOG.guard(end)  # hang-ups: _until_disconnect, at once
+    started = False
+    try:
+        # Open the strategy's stream before answering: a failure to start is an ordinary HTTP error.
+        stack = AsyncExitStack()
+        try:
+            opened = await stack.enter_async_context(gateway.stream(chat, rc))
+        except BaseException:
+            await stack.aclose()
+            raise
+        line["meta"] = opened.meta  # complete by the time the line is written, after the stream
+        async with stack:  # closes every upstream response, also when the client went away
+            await send({"type": "http.response.start", "status": 200, "headers": [*_SSE, *_encode(opened.headers)]})
+            started = True
+            await _until_disconnect(_send_events(opened.chunks, send, rc.request_id), receive)
+    except asyncio.CancelledError:
+        if guard.fired is None:
+            raise
+        guard.task.uncancel()
+        if not started:
+            if guard.fired == "drain":
+                raise shutting_down() from None
+            raise UpstreamTimeout("The request did not finish within its deadline.") from None
+        if guard.fired != "drain":
+            log.warning("request %s: the client did not read its stream before the deadline; abandoned", rc.request_id)
+            return
+        try:  # the upstream stream is closed already; tell the client why its stream ends here
+            async with asyncio.timeout(_LAST_WRITE_GRACE_S / 2):
+                await send({"type": "http.response.body", "body": error_event(shutting_down()), "more_body": False})
+        except TimeoutError:
+            log.warning("request %s: the client did not read the end of its stream", rc.request_id)
+    finally:
+        WATCHDOG.release(guard)
 
 
 async def _read_request(receive: Receive, length: str | None, limit: int) -> ChatRequest:
@@ -152,36 +199,20 @@ def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
-async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str, deadline: float) -> None:
+async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str) -> None:
     """Each chunk serialized once and sent as it comes (never buffered). After the first byte, a failure is one
-    error event and the end. Every write must finish by `deadline` (the last one gets a short grace): a client
-    that stops reading is abandoned there, and the caller then closes the upstream stream."""
+    error event and the end."""
     dumps = orjson.dumps
-    stop = asyncio.timeout(None)  # fires when a graceful shutdown's grace runs out
     try:
-        async with stop:
-            with DRAIN.watching(stop):
-                async for chunk in chunks:
-                    async with asyncio.timeout_at(deadline):
-                        body = b"data: " + dumps(chunk) + b"\n\n"
-                        await send({"type": "http.response.body", "body": body, "more_body": True})
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": b"data: " + dumps(chunk) + b"\n\n", "more_body": True})
         tail = _DONE
-    except TimeoutError:
-        if not stop.expired():
-            log.warning("request %s: the client did not read its stream before the deadline; abandoned", request_id)
-            return
-        tail = error_event(shutting_down())
     except GatewayError as exc:
         tail = error_event(exc)
     except Exception:
         log.exception("stream failed in request %s", request_id)
         tail = error_event(internal(request_id))
-    try:
-        last = max(deadline, asyncio.get_running_loop().time()) + _LAST_WRITE_GRACE_S
-        async with asyncio.timeout_at(last):
-            await send({"type": "http.response.body", "body": tail, "more_body": False})
-    except TimeoutError:
-        log.warning("request %s: the client did not read the end of its stream; abandoned", request_id)
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
 async def _until_disconnect(work: Coroutine[Any, Any, T], receive: Receive) -> T | None:
