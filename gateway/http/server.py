@@ -34,7 +34,7 @@ _grace = {"shutdown_s": 30.0}
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header-read timeout and the shutdown signal for `DRAIN`."""
+    """uvicorn's httptools protocol with a header-read timeout, passing shutdown on to the request watchdog."""
 
     header_timeout_s = 10.0
 

@@ -143,8 +143,7 @@ async def test_an_upstream_fault_is_an_openai_error_in_time_and_leaks_no_key(
     _assert_no_canary("\n".join(f"{k}: {v}" for k, v in response.headers.items()))
     ours = [r for r in caplog.records if r.name not in _FAKE_LOGGERS]
     logged = "\n".join(
-        r.getMessage() + (r.exc_text or "") + (str(r.exc_info[1]) if r.exc_info and r.exc_info[1] else "")
-        for r in ours
+        r.getMessage() + (r.exc_text or "") + (str(r.exc_info[1]) if r.exc_info and r.exc_info[1] else "") for r in ours
     )
     _assert_no_canary(logged)
     assert not [r for r in ours if r.levelno >= logging.ERROR], logged[-2000:]
