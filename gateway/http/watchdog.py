@@ -51,6 +51,7 @@ class Watchdog:
     def __init__(self) -> None:
         self._guards: set[Guard] = set()
         self._tick: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop `_tick` runs on
         self._drain_at: float | None = None
 
     @property
@@ -64,9 +65,15 @@ class Watchdog:
         loop = task.get_loop()
         guard = Guard(task, end, receive, loop.time() + WATCH_AFTER_S)
         self._guards.add(guard)
-        if self._tick is None:
-            self._tick = loop.call_later(TICK_S, self._check)
+        if self._tick is None or self._loop is not loop:  # a tick left on another (closed) loop never comes
+            self._schedule(loop)
         return guard
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._tick is not None:
+            self._tick.cancel()
+        self._loop = loop
+        self._tick = loop.call_later(TICK_S, self._check)
 
     def release(self, guard: Guard) -> None:
         self._guards.discard(guard)
@@ -76,9 +83,10 @@ class Watchdog:
     def drain(self, after_s: float) -> None:
         """Shutdown has begun: end every request still running `after_s` seconds from now."""
         if self._drain_at is None:
-            self._drain_at = asyncio.get_running_loop().time() + max(0.0, after_s)
-            if self._guards and self._tick is None:
-                self._tick = asyncio.get_running_loop().call_later(TICK_S, self._check)
+            loop = asyncio.get_running_loop()
+            self._drain_at = loop.time() + max(0.0, after_s)
+            if self._guards and (self._tick is None or self._loop is not loop):
+                self._schedule(loop)
 
     def _check(self) -> None:
         self._tick = None
@@ -88,7 +96,7 @@ class Watchdog:
         now = loop.time()
         drain_at = self._drain_at
         for guard in self._guards:
-            if guard.fired is not None:
+            if guard.fired is not None or guard.task.get_loop() is not loop:
                 continue
             if now >= guard.end:
                 guard.fire("deadline")
@@ -96,7 +104,7 @@ class Watchdog:
                 guard.fire("drain")
             elif guard.receive is not None and guard.watcher is None and now >= guard.watch_after:
                 guard.watcher = asyncio.ensure_future(_watch(guard, guard.receive))
-        self._tick = loop.call_later(TICK_S, self._check)
+        self._schedule(loop)
 
     def reset(self) -> None:
         """Forget a shutdown (tests that serve again in the same process)."""
