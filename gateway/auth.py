@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.core.errors import AuthenticationFailed, ModelNotAllowed
+from gateway.core.redaction import bounded
 from gateway.settings import AuthSettings, KeySettings
 
 __all__ = ["ANONYMOUS", "Authenticator", "Principal"]
@@ -101,5 +102,5 @@ class Authenticator:
     def authorize(principal: Principal, model: str) -> None:
         """403 unless the key's model globs allow `model`."""
         if not principal.may_use(model):
-            message = f"The key '{principal.name}' is not allowed to use the model '{model}'."
+            message = f"The key '{principal.name}' is not allowed to use the model '{bounded(model)}'."
             raise ModelNotAllowed(message, param="model")

@@ -52,6 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.http.app import create_app, prepare_process
+    from gateway.http.server import GatewayHttpProtocol, configure_server
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     server = settings.server
@@ -68,7 +69,9 @@ def _serve(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": server.shutdown_grace_s,
         "lifespan": "on",
         "server_header": False,
+        "http": GatewayHttpProtocol,  # uvicorn's httptools protocol plus a header-read timeout (http/server.py)
     }
+    configure_server(server.header_timeout_s, server.shutdown_grace_s)
     if workers > 1:
         # Every worker process builds its own app from the same, already validated file.
         if args.config:

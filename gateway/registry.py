@@ -49,6 +49,7 @@ def _http(config: ProviderSettings, base_url: str, dialect: Dialect) -> Provider
         timeouts=Timeouts(config.timeout.connect_s, config.timeout.read_s),
         headers=config.headers,
         max_connections=config.max_connections,
+        max_response_bytes=config.max_response_bytes,
     )
 
 

@@ -35,6 +35,9 @@ class ServerSettings(_Strict):
     expose_metadata: bool = Field(True, description="Add the `ultra` metadata object to responses (SPEC §5).")
     request_timeout_s: float = Field(600.0, gt=0, description="No request runs longer than this, fallbacks included.")
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A connection that has not sent a request's complete headers by then is closed."
+    )
 
 
 class TimeoutSettings(_Strict):
@@ -69,6 +72,11 @@ class ProviderSettings(_Strict):
     max_retries: int = Field(2, ge=0, le=10, description="Retries after the first attempt (retryable errors only).")
     max_concurrency: int | None = Field(None, ge=1, description="In-flight calls allowed to this provider.")
     max_connections: int = Field(256, ge=1, description="Size of the pooled HTTP connection pool.")
+    max_response_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Largest upstream answer accepted: a whole body, or a stream's bytes in total (502 above).",
+    )
     api_version: str | None = Field(None, description="anthropic: the anthropic-version header (default 2023-06-01).")
     default_max_tokens: int | None = Field(
         None, ge=1, description="anthropic: max_tokens sent when the client sets none (the API requires one)."

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 __all__ = ["GatewayProcess"]
@@ -28,12 +28,29 @@ class GatewayProcess:
         self.base_url = ""
         self.lines: list[str] = []
         self._listening = threading.Event()
+        self._new_line = threading.Condition()
+
+    def wait_for_line(self, wanted: Callable[[str], bool], timeout_s: float = 10.0) -> str:
+        """The first line (already written or still to come) that `wanted` accepts; AssertionError on timeout."""
+        with self._new_line:
+            seen = 0
+            deadline = time.monotonic() + timeout_s
+            while True:
+                for line in self.lines[seen:]:
+                    if wanted(line):
+                        return line
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._new_line.wait(left):
+                    raise AssertionError("no such line:\n" + "".join(self.lines[-20:]))
 
     def _drain(self) -> None:
         assert self.process is not None
         assert self.process.stderr is not None
         for line in self.process.stderr:  # keep reading so the pipe never fills
-            self.lines.append(line)
+            with self._new_line:
+                self.lines.append(line)
+                self._new_line.notify_all()
             match = _LISTENING.search(line)
             if match and not self._listening.is_set():
                 self.base_url = match.group(1)

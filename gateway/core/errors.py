@@ -19,6 +19,7 @@ GatewayError                      status, OpenAI type/code/param, retryable, ret
     ├── UpstreamConnectionError   connect failed, reset, closed mid-stream
     ├── UpstreamTimeout           connect/read/total timeout (504)
     ├── UpstreamProtocolError     malformed JSON or SSE, missing fields (502)
+    │   └── UpstreamTooLarge      the answer exceeded the provider's max_response_bytes (502)
     └── AllProvidersFailed        every attempt for the request failed (502; 429 if all were rate limits)
 ```
 
@@ -31,6 +32,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from gateway.core.redaction import redact
 
 __all__ = [
     "AllProvidersFailed",
@@ -53,6 +56,7 @@ __all__ = [
     "UpstreamRateLimited",
     "UpstreamStatusError",
     "UpstreamTimeout",
+    "UpstreamTooLarge",
     "format_duration",
 ]
 
@@ -192,7 +196,9 @@ class UpstreamError(GatewayError):
     code: str | None = "upstream_error"
 
     def __init__(self, message: str, *, deployment: str | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
+        # Upstream text can carry keys (echoed headers, debug dumps): scrubbed here, whatever built the message,
+        # so neither the client, the logs nor a span's status ever see one.
+        super().__init__(redact(message), **kwargs)
         self.deployment = deployment
 
     @property
@@ -254,6 +260,16 @@ class UpstreamProtocolError(UpstreamError):
     @property
     def kind(self) -> str:
         return "protocol_error"
+
+
+class UpstreamTooLarge(UpstreamProtocolError):
+    """The upstream's answer (a whole body, or a stream's bytes so far) passed the provider's size cap."""
+
+    code = "upstream_response_too_large"
+
+    @property
+    def kind(self) -> str:
+        return "too_large"
 
 
 class AllProvidersFailed(UpstreamError):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from gateway.core.errors import ModelNotFound
 from gateway.core.provider import Provider
+from gateway.core.redaction import bounded
 from gateway.core.types import Usage
 
 __all__ = ["Deployment", "ProviderPool"]
@@ -70,7 +71,9 @@ class ProviderPool(Mapping[str, Deployment]):
         """The deployment a direct request names; ModelNotFound otherwise."""
         deployment = self._by_name.get(model) or self._unique_bare.get(model)
         if deployment is None:
-            raise ModelNotFound(f"The model '{model}' does not exist or is not served by this gateway", param="model")
+            raise ModelNotFound(
+                f"The model '{bounded(model)}' does not exist or is not served by this gateway", param="model"
+            )
         return deployment
 
     def chain(self, deployment: Deployment) -> list[Deployment]:

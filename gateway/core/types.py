@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.core.errors import InvalidRequest
+from gateway.core.redaction import bounded
 
 __all__ = [
     "ChatRequest",
@@ -179,7 +180,7 @@ class ChatResponse:
 # Lenient schemas (extra="allow"): they check the fields we know and keep the rest; only the verdict is used,
 # the client's dict is what travels on.
 
-_Lenient = ConfigDict(extra="allow")
+_Lenient = ConfigDict(extra="allow", strict=True)  # strict: "10" is not a number, "true" not a boolean
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
@@ -285,15 +286,40 @@ class ChatRequest:
         return ChatRequest(body, self.model, self.stream, self.include_usage)
 
 
+MAX_JSON_DEPTH = 128
+"""Deepest nesting of objects and arrays a request may have. Real requests (tool schemas included) stay far
+below it; deeper bodies would only exercise recursion in the serializers that hash and forward them."""
+
+
+def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether parsed JSON nests objects/arrays more than `limit` deep (iterative: no recursion of its own)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= limit:
+                    return True
+                push((child, depth + 1))
+    return False
+
+
 def parse_chat_request(body: Any) -> ChatRequest:
     """Validate a parsed JSON body; raise InvalidRequest naming the first offending field in `param`."""
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", param=None)
+    if json_depth_exceeds(body):
+        raise InvalidRequest(
+            f"the request body nests objects and arrays more than {MAX_JSON_DEPTH} levels deep", param=None
+        )
     try:
         schema = _ChatRequestSchema.model_validate(body)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         param = loc_path(tuple(first["loc"])) or None
+        param = bounded(param) if param else None
         raise InvalidRequest(f"invalid value for '{param or 'body'}': {first['msg']}", param=param) from None
     stream = bool(schema.stream)
     if schema.stream_options is not None and not stream:

@@ -23,6 +23,7 @@ from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.messages import count_tokens_route, messages_route
 from gateway.http.routes.models import list_models, retrieve_model
 from gateway.http.routes.responses import delete_response, get_response, responses_route
+from gateway.http.server import configure_server
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.telemetry.access import start_access_log
@@ -82,6 +83,8 @@ def prepare_process() -> None:
 
 def app_from_env() -> RequestIdEdge:
     """uvicorn factory for `--workers N`: every worker loads the same (already validated) config."""
-    app = create_app(load_settings())
+    settings = load_settings()
+    app = create_app(settings)
+    configure_server(settings.server.header_timeout_s, settings.server.shutdown_grace_s)
     prepare_process()
     return app

@@ -1,7 +1,13 @@
 """The raw ASGI steps every hot inbound route shares (chat, Messages, Responses, embeddings): one app per path
 that picks the handler by method, authenticates before the body is read, renders a failure before the first
 byte in the route's own error shape; reading a bounded JSON body; sending JSON; relaying until the client
-hangs up.
+hangs up; and answering under the request watchdog (`Inbound.whole` / `Inbound.stream`).
+
+Under the watchdog everything after the body is read, writing to the client included, ends within the request
+deadline plus a short grace: the pipeline stops itself at the deadline, so the watchdog fires only for a client
+that does not read (its answer is abandoned and the upstream closed), for a client that hung up on a whole
+answer (its upstream calls are cancelled), or when a graceful shutdown's grace runs out (the request ends with a
+`service_unavailable` error, an error event on a stream).
 
 These routes are served by the edge directly rather than through Litestar: its guard, signature, response and
 middleware layers cost about a quarter of a request's CPU and do nothing these routes need.
@@ -10,6 +16,7 @@ middleware layers cost about a quarter of a request's CPU and do nothing these r
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +24,14 @@ from typing import Any
 import orjson
 
 from gateway.auth import ANONYMOUS, Principal
-from gateway.core.errors import GatewayError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
+from gateway.core.errors import GatewayError, InvalidRequest, MethodNotAllowed, PayloadTooLarge, UpstreamTimeout
 from gateway.http.caller import caller_of
 from gateway.http.edge import ASGIApp, Message, Receive, Scope, Send
 from gateway.http.errors import unexpected
 from gateway.http.render import encode
+from gateway.http.server import shutting_down
 from gateway.http.state import RequestState, state_of
+from gateway.http.watchdog import WATCHDOG
 from gateway.pipeline import Caller
 from gateway.service import Gateway
 
@@ -37,7 +46,10 @@ __all__ = [
     "until_disconnect",
 ]
 
+log = logging.getLogger("ultra_gateway")
+
 _JSON = (b"content-type", b"application/json")
+_LAST_WRITE_GRACE_S = 1.0  # writing may finish this long after the deadline (the pipeline stops at it)
 SSE_HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -60,6 +72,7 @@ class Inbound:
     send: Send
     headers: dict[str, str]
     state: RequestState
+    started: bool = False  # the response has started: too late for an error status
 
     @property
     def request_id(self) -> str:
@@ -78,6 +91,57 @@ class Inbound:
             self.receive, self.headers.get("content-length"), self.gateway.settings.server.max_body_bytes
         )
 
+    def _end(self) -> float:
+        timeout = self.gateway.settings.server.request_timeout_s
+        return asyncio.get_running_loop().time() + timeout + _LAST_WRITE_GRACE_S
+
+    async def whole(self, work: Awaitable[None]) -> None:
+        """Compute and send a whole answer under the watchdog; a client hanging up cancels the upstream calls."""
+        guard = WATCHDOG.guard(self._end(), self.receive)
+        try:
+            await work
+        except asyncio.CancelledError:
+            if guard.fired is None:
+                raise
+            guard.task.uncancel()
+            if guard.fired == "hangup":
+                self.state.hung_up = True
+                return  # nobody to answer; the upstream calls were cancelled
+            if self.started:  # the answer was ready; the client did not take it
+                log.warning("request %s: the client did not read its answer before the deadline", self.request_id)
+                return
+            if guard.fired == "drain":
+                raise shutting_down() from None
+            raise UpstreamTimeout("The request did not finish within its deadline.") from None
+        finally:
+            WATCHDOG.release(guard)
+
+    async def stream(self, work: Awaitable[None], error_event: Callable[[GatewayError], bytes]) -> None:
+        """Open and relay a stream under the watchdog (hang-ups end it at once through `until_disconnect`). When
+        a shutdown ends it after it started, the client is told why with `error_event`."""
+        guard = WATCHDOG.guard(self._end())
+        try:
+            await work
+        except asyncio.CancelledError:
+            if guard.fired is None:
+                raise
+            guard.task.uncancel()
+            if not self.started:
+                if guard.fired == "drain":
+                    raise shutting_down() from None
+                raise UpstreamTimeout("The request did not finish within its deadline.") from None
+            if guard.fired != "drain":
+                log.warning("request %s: the client did not read its stream before the deadline", self.request_id)
+                return
+            try:  # the upstream stream is closed already; tell the client why its stream ends here
+                async with asyncio.timeout(_LAST_WRITE_GRACE_S / 2):
+                    body = error_event(shutting_down())
+                    await self.send({"type": "http.response.body", "body": body, "more_body": False})
+            except TimeoutError:
+                log.warning("request %s: the client did not read the end of its stream", self.request_id)
+        finally:
+            WATCHDOG.release(guard)
+
 
 Handler = Callable[[Inbound], Awaitable[None]]
 
@@ -94,11 +158,11 @@ def raw_route(
     allowed = tuple(handlers)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
+        inbound: Inbound | None = None
 
         async def sending(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start" and inbound is not None:
+                inbound.started = True
             await send(message)
 
         state = state_of(scope)
@@ -108,9 +172,10 @@ def raw_route(
                 raise MethodNotAllowed(f"Only {', '.join(allowed)} is allowed on {scope['path']}.", allowed=allowed)
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             state.principal = authenticate(gateway, headers)
-            await handler(Inbound(gateway, scope, receive, sending, headers, state))
+            inbound = Inbound(gateway, scope, receive, sending, headers, state)
+            await handler(inbound)
         except Exception as exc:
-            if started:  # too late for an error response: the server closes the connection
+            if inbound is not None and inbound.started:  # too late for an error response: the connection closes
                 raise
             error = exc if isinstance(exc, GatewayError) else unexpected(state.request_id, exc)
             status, body, extra = render(error)

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from gateway.core.redaction import bounded
 from gateway.core.types import random_hex
 from gateway.http.state import RequestState, state_of
 from gateway.telemetry.access import access_line
@@ -53,7 +54,7 @@ def _access_line(scope: Scope, status: int, started: float) -> str:
         "status": status,
         "latency_ms": round((time.monotonic() - started) * 1000, 2),
         "key": None if principal is None or principal.anonymous else principal.name,
-        "model": state.model,
+        "model": None if state.model is None else bounded(state.model),
     }
     if meta is not None:
         line["strategy"] = meta.chosen_strategy or meta.strategy
@@ -86,12 +87,14 @@ class RequestIdEdge:
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
-        status = [500]
+        status = [0]  # no response started yet
         try:
             await self._handle(scope, receive, send, status)
         finally:
             # After the response has gone out: the line never delays it (a writer thread, telemetry/access.py).
-            access_line(_access_line(scope, status[0], started))
+            # No response at all: the client hung up first (499, as nginx logs it), or the server failed (500).
+            code = status[0] or (499 if state_of(scope).hung_up else 500)
+            access_line(_access_line(scope, code, started))
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send, status: list[int]) -> None:
         headers = scope["headers"]

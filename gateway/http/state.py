@@ -22,6 +22,7 @@ class RequestState:
     principal: Principal | None = None
     model: str | None = None
     meta: StrategyMeta | None = None  # complete by the time the access line is written
+    hung_up: bool = False  # the client went away before an answer was sent
 
     def attach(self, scope: MutableMapping[str, Any]) -> RequestState:
         scope[_KEY] = self

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -27,8 +26,10 @@ from gateway.core.errors import (
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
+    UpstreamTooLarge,
 )
 from gateway.core.provider import CallOptions, Capabilities
+from gateway.core.redaction import redact
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
 from gateway.providers._sse import SSEDecoder, SSEEvent
 
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 RETRY_AFTER_CAP_S = 60.0
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+_ERROR_BODY_BYTES = 64 * 1024  # an error body is only summarised: more than this is never read
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,17 +123,6 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     return min(max(when - time.time(), 0.0), RETRY_AFTER_CAP_S)
 
 
-_KEYLIKE = re.compile(r"(sk-|key-|AIza)[A-Za-z0-9_\-]{6,}")
-
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """Remove known secrets and anything shaped like an API key from upstream text before it goes anywhere."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return _KEYLIKE.sub("[redacted]", text)
-
-
 class HttpProvider:
     """A Provider over HTTP: one dialect, one base URL, one pooled aiohttp session for the process life."""
 
@@ -143,6 +135,7 @@ class HttpProvider:
         timeouts: Timeouts | None = None,
         headers: Mapping[str, str] | None = None,
         max_connections: int = 256,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.name = name
         self.kind = dialect.kind
@@ -153,6 +146,7 @@ class HttpProvider:
         self._base = base_url.rstrip("/")
         self._headers = {**dialect.default_headers(), **(headers or {})}
         self._max_connections = max_connections
+        self.max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -201,9 +195,31 @@ class HttpProvider:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._fail(exc) from None
 
+    def too_large(self) -> UpstreamTooLarge:
+        return UpstreamTooLarge(
+            f"{self.name}: the upstream answer was too large (over max_response_bytes, {self.max_response_bytes} bytes)"
+        )
+
+    async def _read(self, response: aiohttp.ClientResponse, limit: int, *, whole: bool) -> tuple[bytes, bool]:
+        """The body, read no further than `limit` bytes; and whether it went past the limit. With `whole`, a
+        declared length over the limit fails before anything is read."""
+        length = response.content_length
+        if whole and length is not None and length > limit:
+            return b"", True
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            data = await response.content.readany()
+            if not data:
+                return (parts[0] if len(parts) == 1 else b"".join(parts)), False
+            size += len(data)
+            if size > limit:
+                return b"".join(parts)[:limit], True
+            parts.append(data)
+
     async def _error(self, response: aiohttp.ClientResponse) -> UpstreamError:
         try:
-            body = await response.read()
+            body, _ = await self._read(response, min(self.max_response_bytes, _ERROR_BODY_BYTES), whole=False)
         except (TimeoutError, aiohttp.ClientError, OSError):
             body = b""
         return self.dialect.parse_error(response.status, response.headers, body)
@@ -214,9 +230,12 @@ class HttpProvider:
             if response.status >= 400:
                 raise await self._error(response)
             try:
-                body = await response.read()
+                body, over = await self._read(response, self.max_response_bytes, whole=True)
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 raise self._fail(exc) from None
+            if over:
+                response.close()  # the rest is never read: the connection cannot go back to the pool
+                raise self.too_large()
         finally:
             response.release()
         return self.dialect.parse_response(body, model=model)
@@ -273,6 +292,7 @@ class _HttpStream:
         self._decoder = SSEDecoder()
         self._pending: deque[Chunk] = deque()
         self._started = started
+        self._left = provider.max_response_bytes  # bytes this stream may still bring (events and all)
         self.ttft_s: float | None = None
         self.finished = False
 
@@ -286,6 +306,9 @@ class _HttpStream:
             data = await self._response.content.readany()
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise self._provider._fail(exc) from None
+        self._left -= len(data)
+        if self._left < 0:
+            raise self._provider.too_large()
         if not data:
             self._pending.extend(self._translator.finish())
             if not self._translator.done:

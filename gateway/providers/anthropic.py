@@ -18,6 +18,7 @@ import orjson
 
 from gateway.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from gateway.core.provider import Capabilities
+from gateway.core.redaction import bounded, register_secret
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url
 from gateway.providers._http import HttpCall, redact
 from gateway.providers._sse import SSEEvent
@@ -71,7 +72,9 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
             if inline is not None:
                 media, data = inline
                 if media not in _IMAGE_TYPES:
-                    raise InvalidRequest(f"image type {media} is not supported by this model", param=f"{where}[{i}]")
+                    raise InvalidRequest(
+                        f"image type {bounded(str(media))} is not supported by this model", param=f"{where}[{i}]"
+                    )
                 blocks.append({"type": "image", "source": {"type": "base64", "media_type": media, "data": data}})
             else:
                 blocks.append({"type": "image", "source": {"type": "url", "url": url}})
@@ -82,7 +85,9 @@ def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
             source = {"type": "base64", "media_type": "application/pdf", "data": inline[1]}
             blocks.append({"type": "document", "source": source})
         else:
-            raise InvalidRequest(f"content part type {kind!r} is not supported by this model", param=f"{where}[{i}]")
+            raise InvalidRequest(
+                f"content part type {bounded(repr(kind))} is not supported by this model", param=f"{where}[{i}]"
+            )
     return blocks
 
 
@@ -118,7 +123,7 @@ def _messages(messages: list[dict[str, Any]]) -> Turns:
                 "user", [{"type": "tool_result", "tool_use_id": message.get("tool_call_id", ""), "content": result}]
             )
         else:
-            raise InvalidRequest(f"role {role!r} is not supported by this model", param=f"{where}.role")
+            raise InvalidRequest(f"role {bounded(repr(role))} is not supported by this model", param=f"{where}.role")
     return turns
 
 
@@ -253,6 +258,7 @@ class AnthropicDialect:
     ) -> None:
         self._api_key = api_key
         self._provider = provider
+        register_secret(api_key)
         self.api_version = api_version
         self.default_max_tokens = default_max_tokens
 
@@ -285,10 +291,13 @@ class AnthropicDialect:
         try:
             data = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:
-            return body[:200].decode("utf-8", errors="replace")
+            data = None
         error = data.get("error") if isinstance(data, dict) else None
-        message = str(error.get("message") or "") if isinstance(error, dict) else ""
-        return redact(message, (self._api_key or "",))[:500]
+        if data is None:
+            message = body.decode("utf-8", errors="replace")
+        else:
+            message = str(error.get("message") or "") if isinstance(error, dict) else ""
+        return redact(message, (self._api_key or "",))[:500]  # redacted whole, then cut
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
         return error_from_status(status, headers, self._message_of(body), provider=self._provider)

@@ -22,6 +22,7 @@ import orjson
 
 from gateway.core.errors import InvalidRequest, UpstreamError, UpstreamProtocolError
 from gateway.core.provider import Capabilities
+from gateway.core.redaction import bounded, register_secret
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, split_data_url, text_of
 from gateway.providers._embeddings import embedding_response
 from gateway.providers._http import HttpCall, redact
@@ -87,7 +88,9 @@ def _parts(content: Any, where: str) -> list[dict[str, Any]]:
             mime, data = inline
             parts.append({"inlineData": {"mimeType": mime, "data": data}})
         else:
-            raise InvalidRequest(f"content part type {kind!r} is not supported by this model", param=f"{where}[{i}]")
+            raise InvalidRequest(
+                f"content part type {bounded(repr(kind))} is not supported by this model", param=f"{where}[{i}]"
+            )
     return parts
 
 
@@ -137,7 +140,7 @@ def _contents(messages: list[dict[str, Any]]) -> Turns:
                 "user", [{"functionResponse": {"name": names[call_id], "id": call_id, "response": {"output": output}}}]
             )
         else:
-            raise InvalidRequest(f"role {role!r} is not supported by this model", param=f"{where}.role")
+            raise InvalidRequest(f"role {bounded(repr(role))} is not supported by this model", param=f"{where}.role")
     return turns
 
 
@@ -302,6 +305,7 @@ class GeminiDialect:
     def __init__(self, api_key: str | None = None, *, provider: str = "gemini") -> None:
         self._api_key = api_key
         self._provider = provider
+        register_secret(api_key)
 
     def default_headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -343,6 +347,8 @@ class GeminiDialect:
         error = data.get("error") if isinstance(data, dict) else None
         message = ""
         retry_headers = dict(headers)
+        if data is None and body:
+            message = body.decode("utf-8", errors="replace")
         if isinstance(error, dict):
             message = str(error.get("message") or "")
             for detail in error.get("details") or ():

@@ -22,6 +22,7 @@ from gateway.core.errors import (
     UpstreamStatusError,
 )
 from gateway.core.provider import Capabilities
+from gateway.core.redaction import register_secret
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
 from gateway.providers._http import HttpCall, parse_retry_after, redact
 from gateway.providers._sse import SSEEvent
@@ -57,6 +58,7 @@ class OpenAIDialect:
     def __init__(self, api_key: str | None = None, *, provider: str = "openai") -> None:
         self._api_key = api_key
         self._provider = provider
+        register_secret(api_key)
 
     def default_headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -97,8 +99,8 @@ class OpenAIDialect:
             elif isinstance(error, str):
                 message = error
         elif body:
-            message = body[:200].decode("utf-8", errors="replace")
-        message = redact(message, (self._api_key or "",))[:_MAX_MESSAGE]
+            message = body.decode("utf-8", errors="replace")
+        message = redact(message, (self._api_key or "",))[:_MAX_MESSAGE]  # redacted whole, then cut
         return error_from_status(status, headers, message, param=param, provider=self._provider)
 
     def build_embeddings(self, body: dict[str, Any], *, model: str) -> HttpCall:

@@ -3,7 +3,10 @@ tokens afterwards. Fail-open or fail-closed when the shared backend is down is d
 reference/redis-patterns.md §4).
 
 Fail-open does not mean unlimited: the decision falls back to a local in-process limiter with the same limits
-(per replica), so a Redis outage bounds the overrun to the number of replicas instead of removing limits.
+(per replica), so a Redis outage bounds the overrun to the number of replicas instead of removing limits. The
+local limiter shadows the shared one while Redis is up (every admission and settlement of this replica is
+charged to both), so at fail-over it already knows what this replica used: one replica alone never admits
+more than the limit, whether Redis is up, down or in between.
 Fail-closed answers 503 with `retry-after` until Redis is back.
 """
 
@@ -51,6 +54,7 @@ class Ticket:
     reservation: str = ""
     reserved: int = 0
     settled: bool = False
+    shadow: LimiterBackend | None = None  # the local limiter, charged alongside the shared backend
 
     @property
     def limits(self) -> dict[str, LimitState]:
@@ -131,24 +135,32 @@ class RateLimiter:
         decision = Decision(outcomes, degraded=degraded)
         if not decision.allowed:
             raise decision.error()
-        return Ticket(decision, backend, tokens, reservation, cost)
+        shadow = None
+        if not degraded and self.fallback is not None:
+            # This replica's share, kept locally, so a fail-over starts from it rather than from a full limit.
+            await self.fallback.admit(checks, reservation=reservation, reserved=cost, reserve_ms=reserve_ms)
+            shadow = self.fallback
+        return Ticket(decision, backend, tokens, reservation, cost, shadow=shadow)
 
     def settle_soon(self, ticket: Ticket, actual_tokens: int | None) -> None:
         """`settle`, in the background and batched (gateway/core/batch.py): the settlements queued within
         `SETTLE_BATCH_S` go to each backend together, one Redis round trip for all of them. Meanwhile the
         estimate stays charged, as it was while the request ran."""
-        if (queued := self._settlement(ticket, actual_tokens)) is not None:
+        for queued in self._settlement(ticket, actual_tokens):
             self._settlements.add(queued)
 
     @staticmethod
-    def _settlement(ticket: Ticket, actual_tokens: int | None) -> tuple[LimiterBackend, Settlement] | None:
-        """What settling `ticket` means, once: None if it was settled already or there is nothing to settle."""
+    def _settlement(ticket: Ticket, actual_tokens: int | None) -> list[tuple[LimiterBackend, Settlement]]:
+        """What settling `ticket` means, once: nothing if it was settled already or there is nothing to settle."""
         if ticket.settled:
-            return None
+            return []
         ticket.settled = True
         if ticket.backend is None or not ticket.token_checks or actual_tokens is None:
-            return None
-        return ticket.backend, Settlement(ticket.token_checks, ticket.reservation, actual_tokens)
+            return []
+        settlement = Settlement(ticket.token_checks, ticket.reservation, actual_tokens)
+        if ticket.shadow is None:
+            return [(ticket.backend, settlement)]
+        return [(ticket.backend, settlement), (ticket.shadow, settlement)]
 
     async def _settle_many(self, queued: list[tuple[LimiterBackend, Settlement]]) -> None:
         by_backend: dict[int, tuple[LimiterBackend, list[Settlement]]] = {}
@@ -172,8 +184,8 @@ class RateLimiter:
         """Charge real usage instead of the estimate, now. None: usage unknown (e.g. the client left mid-stream),
         so the reservation stays charged (conservative; reference §2.4). Never raises: settlement runs after the
         answer, and a lost settlement only leaves the estimate charged until the record expires."""
-        if (queued := self._settlement(ticket, actual_tokens)) is not None:
-            await self._settle_many([queued])
+        if queued := self._settlement(ticket, actual_tokens):
+            await self._settle_many(queued)
 
     async def ping(self) -> bool:
         return await self.backend.ping()

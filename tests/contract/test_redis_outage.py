@@ -16,7 +16,7 @@ from gateway._redis import RedisEndpoint
 from gateway.cache.keys import make_key
 from gateway.cache.redis import RedisCache
 from gateway.cache.responses import ResponseCache
-from gateway.core.errors import ServiceUnavailable
+from gateway.core.errors import RateLimited, ServiceUnavailable
 from gateway.http.render import limit_headers
 from gateway.ratelimit.limiter import RateLimiter, key_rule
 from gateway.ratelimit.redis import RedisLimiter
@@ -59,10 +59,10 @@ async def test_limits_fail_open_to_a_local_limiter_and_recover(redis_server_owne
             outcomes.append((await limiter.admit(key=key, model="m", body=BODY)).decision.degraded)
         except ServiceUnavailable:
             pytest.fail("fail-open must not raise")
-        except Exception as exc:  # the local limiter still limits: the 4th request is over rpm 3
+        except Exception as exc:  # the local limiter still limits, counting the one Redis admitted
             outcomes.append(type(exc).__name__)
     assert time.monotonic() - started < 2.0  # no request waited on the dead server
-    assert outcomes == [True, True, True, "RateLimited"]
+    assert outcomes == [True, True, "RateLimited", "RateLimited"]
     redis_server_owned.start()
 
     async def shared_again() -> bool:
@@ -74,6 +74,38 @@ async def test_limits_fail_open_to_a_local_limiter_and_recover(redis_server_owne
             return False
 
     await eventually(shared_again)
+    await limiter.aclose()
+
+
+@pytest.mark.parametrize("outage", ["kill", "pause"])
+async def test_one_replica_never_admits_more_than_the_limit_across_an_outage(
+    redis_server_owned: RedisServer, outage: str
+) -> None:
+    """30 a minute: Redis admits the 30, then goes away; the local limiter knows this replica used them."""
+    limiter = RateLimiter(RedisLimiter(endpoint(redis_server_owned, decode=True)), fail_open=True)
+    key = key_rule("burst", rpm=30, tpm=1_000_000)
+    started = time.monotonic()
+    admitted = 0
+    for _ in range(30):
+        ticket = await limiter.admit(key=key, model="m", body=BODY)
+        assert not ticket.decision.degraded
+        await limiter.settle(ticket, 10)
+        admitted += 1
+    redis_server_owned.kill() if outage == "kill" else redis_server_owned.pause()
+    try:
+        for _ in range(40):
+            try:
+                ticket = await limiter.admit(key=key, model="m", body=BODY)
+                assert ticket.decision.degraded
+                admitted += 1
+            except RateLimited:
+                pass
+    finally:
+        if outage == "pause":
+            redis_server_owned.resume()
+    elapsed = time.monotonic() - started
+    # The limit, plus what 30/min lets back in over the test's own duration (one every 2 s).
+    assert admitted <= 30 + 1 + int(elapsed / 2), (admitted, elapsed)
     await limiter.aclose()
 
 
@@ -172,7 +204,10 @@ async def test_a_hung_redis_costs_one_budget_per_call_and_never_double_charges(
         redis_server_owned.resume()
 
     async def recovered() -> bool:
-        return not (await limiter.admit(key=key, model="m", body=BODY)).decision.degraded
+        try:
+            return not (await limiter.admit(key=key, model="m", body=BODY)).decision.degraded
+        except RateLimited:  # still degraded, and the local limiter has counted this replica's 10 already
+            return False
 
     await eventually(recovered)
     # Redis saw: the first call, the two that timed out (each sent once, maybe applied after SIGCONT), the

@@ -10,11 +10,12 @@ from contextlib import AsyncExitStack
 import orjson
 
 from gateway.core.errors import GatewayError
-from gateway.core.types import Chunk, parse_chat_request
+from gateway.core.types import ChatRequest, Chunk, parse_chat_request
 from gateway.http.asgi import SSE_HEADERS, Inbound, raw_route, send_json, until_disconnect
 from gateway.http.edge import ASGIApp, Send
 from gateway.http.errors import error_event, internal, rendered
 from gateway.http.render import answer_headers, encode
+from gateway.pipeline import Caller
 from gateway.service import Gateway
 
 __all__ = ["chat_route"]
@@ -31,21 +32,29 @@ def chat_route(gateway: Gateway) -> ASGIApp:
 async def _chat_completions(inbound: Inbound) -> None:
     chat = parse_chat_request(await inbound.json())
     caller = inbound.caller(chat.model)
-    pipeline = inbound.gateway.pipeline
-    state, send = inbound.state, inbound.send
-    if not chat.stream:
-        answer = await pipeline.complete(chat, caller)
-        state.meta = answer.meta
-        await send_json(send, 200, orjson.dumps(answer.body), answer_headers(answer.meta, answer.cache, answer.limits))
-        return
+    if chat.stream:
+        await inbound.stream(_answer_stream(inbound, chat, caller), error_event)
+    else:
+        await inbound.whole(_answer_whole(inbound, chat, caller))
+
+
+async def _answer_whole(inbound: Inbound, chat: ChatRequest, caller: Caller) -> None:
+    answer = await inbound.gateway.pipeline.complete(chat, caller)
+    inbound.state.meta = answer.meta
+    headers = answer_headers(answer.meta, answer.cache, answer.limits)
+    await send_json(inbound.send, 200, orjson.dumps(answer.body), headers)
+
+
+async def _answer_stream(inbound: Inbound, chat: ChatRequest, caller: Caller) -> None:
     # Open the strategy's stream before answering: a failure to start is an ordinary HTTP error with its status.
     stack = AsyncExitStack()
     try:
-        opened = await stack.enter_async_context(pipeline.stream(chat, caller))
+        opened = await stack.enter_async_context(inbound.gateway.pipeline.stream(chat, caller))
     except BaseException:
         await stack.aclose()
         raise
-    state.meta = opened.meta  # complete by the time the line is written, after the stream
+    inbound.state.meta = opened.meta  # complete by the time the line is written, after the stream
+    send = inbound.send
     async with stack:  # closes every upstream response, also when the client went away
         headers = encode(answer_headers(opened.meta, opened.cache, opened.limits))
         await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})

@@ -16,8 +16,12 @@ __all__ = ["embeddings_route"]
 
 async def _embeddings(inbound: Inbound) -> None:
     body = embeddings_request(await inbound.json())
-    answer = await embed(inbound, body)
-    await send_json(inbound.send, 200, answer.body, answer.headers)
+
+    async def whole() -> None:
+        answer = await embed(inbound, body)
+        await send_json(inbound.send, 200, answer.body, answer.headers)
+
+    await inbound.whole(whole())
 
 
 def embeddings_route(gateway: Gateway) -> ASGIApp:

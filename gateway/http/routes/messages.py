@@ -57,14 +57,18 @@ async def _events(chunks: AsyncIterator[Chunk], stream: MessageStream) -> AsyncI
 async def _messages(inbound: Inbound) -> None:
     body = chat_body(await inbound.json())
     chat = parse_chat_request(body)
-    rc = inbound.caller(chat.model)
-    if not chat.stream:
-        answer = await complete(inbound, chat, rc)
+    caller = inbound.caller(chat.model)
+
+    async def whole() -> None:
+        answer = await complete(inbound, chat, caller)
         await send_json(inbound.send, 200, message_from_chat(answer.body, model=chat.model), answer.headers)
-        return
-    translator = MessageStream(model=chat.model, input_tokens=estimate_input_tokens(body))
-    async with streamed(inbound, chat, rc) as opened:
-        await send_stream(inbound, opened.headers, _events(opened.chunks, translator), _error_event)
+
+    async def stream() -> None:
+        translator = MessageStream(model=chat.model, input_tokens=estimate_input_tokens(body))
+        async with streamed(inbound, chat, caller) as opened:
+            await send_stream(inbound, opened.headers, _events(opened.chunks, translator), _error_event)
+
+    await (inbound.stream(stream(), _error_event) if chat.stream else inbound.whole(whole()))
 
 
 async def _count_tokens(inbound: Inbound) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import unquote
 
 from litestar import Request, get
 from litestar.datastructures import State
 from litestar.params import FromPath
 
 from gateway.core.errors import ModelNotFound
+from gateway.core.redaction import bounded
 from gateway.http.auth import principal_of, require_key
 from gateway.service import Gateway
 
@@ -34,8 +34,9 @@ def list_models(state: State, request: Request[Any, Any, Any]) -> dict[str, Any]
 @get("/v1/models/{model_id:path}", sync_to_thread=False, guards=[require_key])
 def retrieve_model(model_id: FromPath[str], state: State, request: Request[Any, Any, Any]) -> dict[str, Any]:
     gateway: Gateway = state.gateway
-    # Ids contain '/': newer SDKs percent-encode it, older ones send it raw; both arrive here.
-    name = unquote(model_id).lstrip("/")
+    # Ids contain '/': newer SDKs percent-encode it, older ones send it raw. The server has already decoded
+    # the path once; decoding again would turn a literal '%2F' in an id into '/'.
+    name = model_id.lstrip("/")
     if name not in gateway.router.model_ids() or not principal_of(request).may_use(name):
-        raise ModelNotFound(f"The model '{name}' does not exist", param="model")
+        raise ModelNotFound(f"The model '{bounded(name)}' does not exist", param="model")
     return _model(name)

@@ -73,13 +73,17 @@ def responses_route(gateway: Gateway) -> ASGIApp:
             history = stored.conversation
         call = translate(body, history=history)
         chat = parse_chat_request(call.chat)
-        rc = inbound.caller(chat.model)
+        caller = inbound.caller(chat.model)
         response_id = new_response_id()
-        if not chat.stream:
-            answer = await complete(inbound, chat, rc)
+
+        async def whole() -> None:
+            answer = await complete(inbound, chat, caller)
             response = response_from_chat(answer.body, call, response_id=response_id, model=chat.model)
             await _keep(store, owner, call, response)
             await send_json(inbound.send, 200, response, answer.headers)
+
+        if not chat.stream:
+            await inbound.whole(whole())
             return
         events = ResponseEvents(call, response_id=response_id, model=chat.model)
 
@@ -97,8 +101,11 @@ def responses_route(gateway: Gateway) -> ASGIApp:
         def failed(error: GatewayError) -> bytes:  # after the start: `error`, then `response.failed`
             return b"".join(sse(event) for event in events.fail(error))
 
-        async with streamed(inbound, chat, rc) as opened:
-            await send_stream(inbound, opened.headers, framed(opened.chunks), failed)
+        async def stream() -> None:
+            async with streamed(inbound, chat, caller) as opened:
+                await send_stream(inbound, opened.headers, framed(opened.chunks), failed)
+
+        await inbound.stream(stream(), failed)
 
     return raw_route(gateway, {"POST": create}, rendered)
 
