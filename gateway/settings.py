@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from gateway._redis_urls import parse_redis_url
 from strategies import validate_options
 
 __all__ = [
@@ -147,17 +148,14 @@ class StrategySettings(BaseModel):
     kind: StrategyKind
 
 
-_REDIS_URL = r"^(redis|rediss|unix)://"
-
-
 class _RedisBacked(_Strict):
     """A section that may live on Redis: its `redis_url` is checked the same way everywhere."""
 
     @field_validator("redis_url", check_fields=False)
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(_REDIS_URL, value):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if value is not None:
+            parse_redis_url(value)  # one server, redis+sentinel:// or redis+cluster://; the error names no secret
         return value
 
 
@@ -326,6 +324,11 @@ def _cross_check(settings: Settings, env: Mapping[str, str]) -> list[str]:
         section: CacheSettings | RateLimitSettings = getattr(settings, name)
         if section.enabled and section.backend == "redis" and not section.redis_url:
             errors.append(f"{name}.redis_url: required with backend redis (or set REDIS_URL)")
+        elif section.enabled and section.redis_url:
+            try:
+                parse_redis_url(section.redis_url)  # REDIS_URL is not checked by the field's validator
+            except ValueError as exc:
+                errors.append(f"{name}.redis_url: {exc}")
     secret_env = settings.cache.key_secret_env
     if secret_env is not None and not env.get(secret_env):
         errors.append(f"cache.key_secret_env: environment variable {secret_env} is not set")
