@@ -142,8 +142,8 @@ class RedisEndpoint:
             self._opened_at = self._clock()  # (re)open: a failed probe starts a new cool-down
 
     async def _discover(self) -> None:
-        """Learn a cluster's slot map once, before the first command: redis-py started by many concurrent
-        commands at once closes connections that others are still using."""
+        """Learn a cluster's slot map once, before the first command. Left to redis-py, a burst of concurrent first
+        commands on a fresh cluster client failed some of them ("Connection closed by server") in our tests."""
         async with self._cluster_lock:
             if not self._cluster_ready:
                 await cast(RedisCluster, self.client).initialize()
