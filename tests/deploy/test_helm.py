@@ -183,3 +183,19 @@ def test_the_configmap_holds_a_config_the_gateway_accepts(helm: Any, tmp_path: P
     assert settings.cache.backend == "redis", "REDIS_URL from the chart switches the cache to Redis"
     rendered = json.dumps(manifests)
     assert SECRET_LOOKING not in rendered
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"replicaCont": 3}, "'replicaCont' not allowed"),
+        ({"port": "8000"}, "/port"),
+        ({"redis": {"url": "http://redis:6379"}}, "/redis/url"),
+        ({"config": {"providers": []}}, "/config/providers"),
+    ],
+)
+def test_values_with_typos_or_wrong_types_are_refused(helm: Any, values: dict[str, Any], complaint: str) -> None:
+    report = helm.lint(str(CHART), values, strict=True)
+    assert any(complaint in error for error in report["errors"]), report["errors"]
+    with pytest.raises(helm.HelmValuesError):
+        render(helm, values)
