@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests._gateway_process import ROOT
+from tests._gateway_process import ROOT, GatewayProcess
 from tests._redis import free_port
 from tests.fakes.threaded import ThreadedApp
 
@@ -275,3 +275,23 @@ def test_the_image_command_serves_and_its_health_check_follows_the_port(
         assert process.stderr is not None
         process.stderr.close()
     assert healthcheck(env) == 1, "a stopped server is unhealthy"
+
+
+@pytest.mark.timeout(60)
+def test_the_health_check_stays_on_liveness_while_redis_is_down(tmp_path: Path) -> None:
+    """The container's check probes /health/live, so a Redis outage (readiness 503) does not get the container
+    marked unhealthy and restarted; `--path /health/ready` is there for whoever wants the stricter check."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text("providers: [{name: m, kind: mock, models: [{id: x}]}]\n")
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    with GatewayProcess(config, {"REDIS_URL": dead_redis}) as gateway:
+        port = gateway.base_url.rsplit(":", 1)[1]
+        env = {**os.environ, "ULTRA_PORT": port}
+        assert httpx.get(f"{gateway.base_url}/health/ready", timeout=10).status_code == 503
+
+        def check(*extra: str) -> int:
+            command = [sys.executable, "-m", "gateway", "healthcheck", *extra]
+            return subprocess.run(command, env=env, timeout=30, capture_output=True, cwd=ROOT).returncode
+
+        assert check() == 0
+        assert check("--path", "/health/ready") == 1
