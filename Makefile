@@ -1,8 +1,8 @@
-.PHONY: install fmt lint typecheck test check bench profile
+.PHONY: install fmt lint typecheck test check bench profile lock
 
 install:
 	python3 -m venv .venv
-	.venv/bin/python -m pip install -e '.[dev]'
+	.venv/bin/python -m pip install -e '.[dev,deploy]'
 
 fmt:
 	.venv/bin/ruff format .
@@ -26,3 +26,6 @@ bench:
 
 profile:  # needs py-spy: pip install -e ".[bench]"
 	.venv/bin/python -m bench.profile
+
+lock:  # re-pin the image's runtime packages (requirements/runtime.txt) from pyproject.toml
+	python3 requirements/lock.py

@@ -9,6 +9,8 @@ consecutive errors the breaker opens and calls fail at once, without I/O, for `c
 through (half-open) and its success closes the breaker, so the gateway recovers by itself when Redis returns.
 
 The URL may carry a password: it never appears in an error message or a log line (only host and port do).
+It may name one server, a master behind Sentinel (`redis+sentinel://`) or a Cluster (`redis+cluster://`): see
+`gateway._redis_urls`. Every script keeps its keys in one hash slot, so the same calls work on a Cluster.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Literal, TypeVar, cast
 
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
 
+from gateway._redis_urls import parse_redis_url, redacted
 from gateway.core.errors import ServiceUnavailable
 
 __all__ = ["BreakerState", "RedisEndpoint", "RedisUnavailable", "ScriptCall", "redacted"]
@@ -39,12 +43,6 @@ class RedisUnavailable(ServiceUnavailable):
     """Redis did not answer in time, refused, errored, or its circuit is open. Callers fail open or closed."""
 
     code = "redis_unavailable"
-
-
-def redacted(url: str) -> str:
-    """`redis://user:secret@host:6379/0` → `host:6379`: what may appear in messages."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or '?'}:{parts.port or 6379}"
 
 
 class RedisEndpoint:
@@ -74,16 +72,44 @@ class RedisEndpoint:
         # block (the semaphore bounds connections instead) and sockets have only a connect timeout. A call cut
         # short mid-reply is safe: redis-py drops that connection rather than reuse it out of step.
         self._slots = asyncio.Semaphore(max_connections)
-        self._pool = ConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            socket_timeout=None,  # redis-py 8 defaults to 5 s per read and write: here call() bounds them
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),  # never retry: scripts are not idempotent (reference §1)
-            health_check_interval=30,
-            decode_responses=decode_responses,
-        )
-        self.client: Redis = Redis(connection_pool=self._pool)
+        options: dict[str, Any] = {
+            "max_connections": max_connections,
+            "socket_timeout": None,  # redis-py 8 defaults to 5 s per read and write: here call() bounds them
+            "socket_connect_timeout": timeout_s,
+            "retry": Retry(NoBackoff(), 0),  # never retry: scripts are not idempotent (reference §1)
+            "health_check_interval": 30,
+            "decode_responses": decode_responses,
+        }
+        target = parse_redis_url(url)
+        self._cluster = target.mode == "cluster"
+        self._cluster_ready = not self._cluster
+        self._cluster_lock = asyncio.Lock()
+        self._sentinel: Sentinel | None = None
+        self._pool: ConnectionPool | None = None
+        if target.mode == "cluster":
+            # Redirections (MOVED/ASK: the command did not run) are followed; errors are not retried. The
+            # cluster client has the command methods of Redis, which is all the callers use.
+            cluster = RedisCluster(
+                startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+                username=target.username,
+                password=target.password,
+                **options,
+            )
+            self.client: Redis = cast(Redis, cluster)
+        elif target.mode == "sentinel":
+            assert target.service is not None
+            self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                list(target.nodes),
+                sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
+            )
+            # Each new connection asks the sentinels where the master is, so after a failover the breaker's
+            # probe reaches the new master by itself.
+            self.client = self._sentinel.master_for(
+                target.service, db=target.db, username=target.username, password=target.password, **options
+            )
+        else:
+            self._pool = ConnectionPool.from_url(url, **options)
+            self.client = Redis(connection_pool=self._pool)
 
     @property
     def state(self) -> BreakerState:
@@ -115,6 +141,14 @@ class RedisEndpoint:
         if self._opened_at is not None or self._consecutive_failures >= self._failures_to_open:
             self._opened_at = self._clock()  # (re)open: a failed probe starts a new cool-down
 
+    async def _discover(self) -> None:
+        """Learn a cluster's slot map once, before the first command. Left to redis-py, a burst of concurrent first
+        commands on a fresh cluster client failed some of them ("Connection closed by server") in our tests."""
+        async with self._cluster_lock:
+            if not self._cluster_ready:
+                await cast(RedisCluster, self.client).initialize()
+                self._cluster_ready = True
+
     async def call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
         """Run one Redis operation within the budget; raise RedisUnavailable instead of any redis-py error."""
         if not self._admit():
@@ -122,6 +156,8 @@ class RedisEndpoint:
         probe = self._opened_at is not None
         try:
             async with asyncio.timeout(self.timeout_s), self._slots:
+                if not self._cluster_ready:
+                    await self._discover()
                 result = await operation(self.client)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failure()
@@ -139,6 +175,11 @@ class RedisEndpoint:
         restart: NOSCRIPT), the batch is redone one script at a time on the same connection, which reloads them."""
 
         async def run(client: Redis) -> None:
+            if self._cluster and len(calls) > 1:
+                # A cluster pipeline refuses EVALSHA: the scripts go out side by side instead, each to the node
+                # that owns its keys' slot (one round trip of wall time, one connection each).
+                await asyncio.gather(*(script(keys=keys, args=args, client=client) for script, keys, args in calls))
+                return
             if len(calls) > 1:
                 pipe = client.pipeline(transaction=False)
                 for script, keys, args in calls:
@@ -158,6 +199,8 @@ class RedisEndpoint:
         """Readiness: always tries the network (the breaker does not hide a recovered Redis); success closes it."""
         try:
             async with asyncio.timeout(self.timeout_s), self._slots:
+                if not self._cluster_ready:
+                    await self._discover()
                 await self.client.ping()
         except (RedisError, OSError, TimeoutError):
             self._failure()
@@ -167,4 +210,8 @@ class RedisEndpoint:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-        await self._pool.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                await sentinel.aclose()

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gateway._redis_urls import parse_redis_url
 from gateway.core.types import loc_path
 from gateway.registry import DIALECTS
 from gateway.settings import CacheSettings, RateLimitSettings, Settings
@@ -90,6 +91,11 @@ def _cross_check(settings: Settings, env: Mapping[str, str]) -> list[str]:
         section: CacheSettings | RateLimitSettings = getattr(settings, name)
         if section.enabled and section.backend == "redis" and not section.redis_url:
             errors.append(f"{name}.redis_url: required with backend redis (or set REDIS_URL)")
+        elif section.enabled and section.redis_url:
+            try:
+                parse_redis_url(section.redis_url)  # REDIS_URL is not checked by the field's validator
+            except ValueError as exc:
+                errors.append(f"{name}.redis_url: {exc}")
     secret_env = settings.cache.key_secret_env
     if secret_env is not None and not env.get(secret_env):
         errors.append(f"cache.key_secret_env: environment variable {secret_env} is not set")

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gateway._redis_urls import parse_redis_url
+
 __all__ = [
     "AuthSettings",
     "CacheSettings",
@@ -120,17 +122,14 @@ class StrategySettings(BaseModel):
     kind: str = Field(description="The strategy kind (simple, parallel, waterfall, ...).")
 
 
-_REDIS_URL = r"^(redis|rediss|unix)://"
-
-
 class _RedisBacked(_Strict):
     """A section that may live on Redis: its `redis_url` is checked the same way everywhere."""
 
     @field_validator("redis_url", check_fields=False)
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(_REDIS_URL, value):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if value is not None:
+            parse_redis_url(value)  # one server, redis+sentinel:// or redis+cluster://; the error names no secret
         return value
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests._redis import RedisServer, redis_binary
+from tests._redis_topologies import RedisCluster3, SentinelSetup
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +40,48 @@ def redis_server_owned(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster3]:
+    cluster = RedisCluster3(redis_binary(), tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisCluster3) -> str:
+    """`redis+cluster://` to three masters, emptied for this test."""
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSetup]:
+    setup = SentinelSetup(redis_binary(), tmp_path_factory.mktemp("redis-sentinel"))
+    setup.start()
+    try:
+        yield setup
+    finally:
+        setup.stop()
+
+
+@pytest.fixture
+def redis_sentinel_url(redis_sentinel_session: SentinelSetup) -> str:
+    """`redis+sentinel://` to a master with a replica, emptied for this test."""
+    redis_sentinel_session.flush()
+    return redis_sentinel_session.url
+
+
+@pytest.fixture
+def redis_sentinel_owned(tmp_path: Path) -> Iterator[SentinelSetup]:
+    """A Sentinel setup of this test's own: it may fail the master over."""
+    setup = SentinelSetup(redis_binary(), tmp_path)
+    setup.start()
+    try:
+        yield setup
+    finally:
+        setup.stop()

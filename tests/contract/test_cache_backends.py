@@ -34,12 +34,16 @@ def answer(text: str = "hello", finish: str | None = "stop") -> dict[str, Any]:
     }
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+# Redis three ways: one server, a Cluster of three masters (`redis+cluster://`), a master behind Sentinel.
+REDIS_URL_FIXTURE = {"redis": "redis_url", "redis-cluster": "redis_cluster_url", "redis-sentinel": "redis_sentinel_url"}
+
+
+@pytest.fixture(params=["memory", *(pytest.param(name, marks=pytest.mark.redis) for name in REDIS_URL_FIXTURE)])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[CacheBackend]:
     if request.param == "memory":
         store: CacheBackend = MemoryCache(max_entries=100, max_bytes=1 << 20)
     else:
-        store = RedisCache(RedisEndpoint(request.getfixturevalue("redis_url"), timeout_s=1.0))
+        store = RedisCache(RedisEndpoint(request.getfixturevalue(REDIS_URL_FIXTURE[request.param]), timeout_s=1.0))
     yield store
     await store.aclose()
 
@@ -169,18 +173,18 @@ async def test_unreadable_entries_are_misses(cache: ResponseCache, backend: Cach
 
 
 async def test_read_or_lock_is_exclusive_and_the_store_releases_it(backend: CacheBackend) -> None:
-    value, token = await backend.get_or_lock("v:x", "lock:x", 5)
+    value, token = await backend.get_or_lock("v:{x}", "lock:{x}", 5)
     assert value is None
     assert token is not None
-    assert await backend.get_or_lock("v:x", "lock:x", 5) == (None, None)  # held by the first caller
-    await backend.unlock("lock:x", "not-the-token")
-    assert await backend.get_or_lock("v:x", "lock:x", 5) == (None, None)  # only the owner releases it
-    await backend.set("v:x", b"answer", 60, unlock=("lock:x", token))  # stored and released in one step
-    assert await backend.get_or_lock("v:x", "lock:x", 5) == (b"answer", None)  # a hit takes no lock
-    _, again = await backend.get_or_lock("v:other", "lock:x", 5)
+    assert await backend.get_or_lock("v:{x}", "lock:{x}", 5) == (None, None)  # held by the first caller
+    await backend.unlock("lock:{x}", "not-the-token")
+    assert await backend.get_or_lock("v:{x}", "lock:{x}", 5) == (None, None)  # only the owner releases it
+    await backend.set("v:{x}", b"answer", 60, unlock=("lock:{x}", token))  # stored and released in one step
+    assert await backend.get_or_lock("v:{x}", "lock:{x}", 5) == (b"answer", None)  # a hit takes no lock
+    _, again = await backend.get_or_lock("v:{x}:other", "lock:{x}", 5)
     assert again is not None
-    await backend.unlock("lock:x", again)
-    assert (await backend.get_or_lock("v:other", "lock:x", 5))[1] is not None
+    await backend.unlock("lock:{x}", again)
+    assert (await backend.get_or_lock("v:{x}:other", "lock:{x}", 5))[1] is not None
 
 
 @pytest.mark.parametrize("outcome", ["not cacheable", "failed"])
@@ -202,16 +206,17 @@ async def test_a_leader_without_a_stored_answer_releases_the_replicas_lock(
 
 
 async def write_three_together(backend: CacheBackend, name: str) -> None:
-    _, token = await backend.get_or_lock(f"v:{name}:a", f"lock:{name}", 5)
+    # a value and its lock share a hash tag, as the cache's own keys do (one slot on a Cluster)
+    _, token = await backend.get_or_lock(f"v:{{{name}}}:a", f"lock:{{{name}}}", 5)
     assert token is not None
     writes = [
-        Write(f"v:{name}:a", b"A", 60, (f"lock:{name}", token)),
-        Write(f"v:{name}:b", b"B", 60),
-        Write(f"v:{name}:c", b"C", 0),  # a ttl of 0 stores nothing
+        Write(f"v:{{{name}}}:a", b"A", 60, (f"lock:{{{name}}}", token)),
+        Write(f"v:{{{name}}}:b", b"B", 60),
+        Write(f"v:{{{name}}}:c", b"C", 0),  # a ttl of 0 stores nothing
     ]
     await backend.set_many(writes)
-    assert [await backend.get(f"v:{name}:{x}") for x in "abc"] == [b"A", b"B", None]
-    assert (await backend.get_or_lock(f"v:{name}:d", f"lock:{name}", 5))[1] is not None  # released by the write
+    assert [await backend.get(f"v:{{{name}}}:{x}") for x in "abc"] == [b"A", b"B", None]
+    assert (await backend.get_or_lock(f"v:{{{name}}}:d", f"lock:{{{name}}}", 5))[1] is not None  # released by the write
 
 
 async def test_writes_batched_together_each_land(backend: CacheBackend) -> None:

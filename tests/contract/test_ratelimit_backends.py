@@ -26,12 +26,16 @@ from gateway.ratelimit.redis import RedisLimiter
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+# Redis three ways: one server, a Cluster of three masters (`redis+cluster://`), a master behind Sentinel.
+REDIS_URL_FIXTURE = {"redis": "redis_url", "redis-cluster": "redis_cluster_url", "redis-sentinel": "redis_sentinel_url"}
+
+
+@pytest.fixture(params=["memory", *(pytest.param(name, marks=pytest.mark.redis) for name in REDIS_URL_FIXTURE)])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[LimiterBackend]:
     if request.param == "memory":
         limiter: LimiterBackend = MemoryLimiter()
     else:
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue(REDIS_URL_FIXTURE[request.param])
         limiter = RedisLimiter(RedisEndpoint(url, timeout_s=1.0, decode_responses=True))
     yield limiter
     await limiter.aclose()

@@ -34,7 +34,7 @@ def test_redis_backend_needs_a_url_and_a_redis_scheme() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_settings(PROVIDERS + "cache: {backend: redis}\nrate_limits: {redis_url: 'http://x'}\n", env={})
     assert caught.value.errors == [
-        "rate_limits.redis_url: must be a redis://, rediss:// or unix:// URL",
+        "rate_limits.redis_url: must be a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL",
     ]
     with pytest.raises(ConfigError) as caught:
         parse_settings(PROVIDERS + "cache: {backend: redis}\n", env={})
