@@ -18,7 +18,7 @@ from typing import Any
 from gateway.auth import Authenticator
 from gateway.backends import cache_secret
 from gateway.core.pool import ProviderPool
-from gateway.core.stats import LiveStats
+from gateway.core.stats import BreakerPolicy, LiveStats
 from gateway.registry import build_pool
 from gateway.routing import Router
 from gateway.service import Gateway
@@ -47,8 +47,15 @@ def build_gateway(
         alias: (s.kind, s.model_extra or {}) for alias, s in settings.strategies.items()
     }
     router = Router(pool, build_strategies(aliases))
-    live = LiveStats()  # per-deployment latency, success and breakers, shared by every strategy
+    policies = {
+        f"{p.name}/{m.id}": BreakerPolicy(p.breaker.failure_threshold, p.breaker.cooldown_s)
+        for p in settings.providers
+        for m in p.models
+    }
+    # per-deployment latency, success and breakers, shared by every strategy
+    live = LiveStats(policies=policies, clock=clock)
     observer = RequestObserver(Metrics(), tracing, live, known_model=router.known)
+    live.on_transition = observer.transition
     return Gateway(
         settings,
         router=router,

@@ -82,6 +82,12 @@ def _resolve_redis(settings: Settings, env: Mapping[str, str]) -> Settings:
         redis_url = section.redis_url or (url if backend == "redis" else None)
         if (backend, redis_url) != (section.backend, section.redis_url):
             updates[name] = section.model_copy(update={"backend": backend, "redis_url": redis_url})
+    fleet = settings.fleet
+    if fleet.redis_url is None:
+        limits, cache = updates.get("rate_limits", settings.rate_limits), updates.get("cache", settings.cache)
+        shared = next((s.redis_url for s in (limits, cache) if s.enabled and s.backend == "redis"), None)
+        if shared is not None:
+            updates["fleet"] = fleet.model_copy(update={"redis_url": shared})
     return settings.model_copy(update=updates) if updates else settings
 
 

@@ -237,6 +237,7 @@ class Pipeline:
             hints=dict(caller.hints),
             live=self.live,
             on_attempt=self.observer.attempt,
+            on_retry=self.observer.retried,
         )
 
     def _cache_plan(self, request: ChatRequest, caller: Caller) -> tuple[CacheKey | None, str | None]:

@@ -12,16 +12,19 @@ from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
+from gateway._redis import RedisEndpoint
 from gateway.auth import Authenticator
 from gateway.backends import build_cache, build_limiter, build_response_store
 from gateway.cache.stored_responses import ResponseStore
 from gateway.core.stats import LiveStats
+from gateway.fleet import FleetSync
 from gateway.pipeline import Pipeline
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.observer import RequestObserver
 from gateway.telemetry.tracing import Tracing
+from strategies.adaptive import Adaptive
 
 __all__ = ["Gateway"]
 
@@ -50,6 +53,7 @@ class Gateway:
         self._resources = AsyncExitStack()
         self._pipeline: Pipeline | None = None
         self._responses: ResponseStore | None = None
+        self.fleet: FleetSync | None = None
 
     @property
     def tracing(self) -> Tracing:
@@ -89,6 +93,7 @@ class Gateway:
             stack.push_async_callback(limiter.aclose)
         self._responses = build_response_store(self.settings.cache)
         stack.push_async_callback(self._responses.aclose)
+        await self._share_fleet_state(stack)
         server = self.settings.server
         self._pipeline = Pipeline(
             self.router,
@@ -104,6 +109,23 @@ class Gateway:
             clock=self._clock,
             rng=self._rng,
         )
+
+    async def _share_fleet_state(self, stack: AsyncExitStack) -> None:
+        """Breakers and adaptive posteriors shared through Redis, when one is configured: loaded once now (a
+        restart starts from what the fleet learned), then synchronised in the background."""
+        fleet = self.settings.fleet
+        if not fleet.enabled or fleet.redis_url is None:
+            return
+        endpoint = RedisEndpoint(fleet.redis_url, timeout_s=fleet.timeout_s, max_connections=2)
+        stack.push_async_callback(endpoint.aclose)
+        posteriors = {a: s.posteriors for a, s in self.router.strategies.items() if isinstance(s, Adaptive)}
+        sync = FleetSync(
+            endpoint, self.live, posteriors, prefix=fleet.key_prefix, sync_interval_s=fleet.sync_interval_s
+        )
+        await sync.sync_once()
+        task = asyncio.create_task(sync.run(), name="fleet-sync")
+        stack.push_async_callback(_cancelled, task)
+        self.fleet = sync
 
     async def aclose(self) -> None:
         self._pipeline = self._responses = None
@@ -126,3 +148,8 @@ class Gateway:
             checks[name] = "ok" if up else "unreachable"
             ok = ok and up
         return ok, checks
+
+
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

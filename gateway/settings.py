@@ -48,6 +48,16 @@ class TimeoutSettings(_Strict):
     total_s: float = Field(120.0, gt=0, description="Bound on one call to this provider, retries included.")
 
 
+class BreakerSettings(_Strict):
+    """When a deployment is taken out of rotation, and for how long. Every failed try counts, retries
+    included; an upstream 429 takes it out for its `retry-after` regardless."""
+
+    failure_threshold: int = Field(3, ge=1, le=1000, description="Consecutive failed tries that open the breaker.")
+    cooldown_s: float = Field(
+        30.0, gt=0, le=3600, description="How long an open breaker skips the deployment before one probe."
+    )
+
+
 class ModelSettings(_Strict):
     id: Annotated[str, Field(min_length=1, description="The upstream model id (the MODEL in PROVIDER/MODEL).")]
     input_cost_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens.")
@@ -72,6 +82,7 @@ class ProviderSettings(_Strict):
     headers: dict[str, str] = Field(default_factory=dict, description="Extra headers sent on every call.")
     timeout: TimeoutSettings = Field(default_factory=TimeoutSettings)
     max_retries: int = Field(2, ge=0, le=10, description="Retries after the first attempt (retryable errors only).")
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     max_concurrency: int | None = Field(None, ge=1, description="In-flight calls allowed to this provider.")
     max_connections: int = Field(256, ge=1, description="Size of the pooled HTTP connection pool.")
     max_response_bytes: int = Field(
@@ -216,6 +227,19 @@ class AuthSettings(_Strict):
     keys: list[KeySettings] = Field(default_factory=list, description="No keys: open to anyone (warned at start).")
 
 
+class FleetSettings(_RedisBacked):
+    """Breakers, cool-downs and adaptive posteriors shared by every process through Redis, synchronised in the
+    background (never on the answer's path)."""
+
+    enabled: bool = Field(True, description="Share fleet state whenever a Redis URL is known.")
+    redis_url: str | None = Field(
+        None, description="Default: the rate limits' Redis, else the cache's (when either is on Redis)."
+    )
+    sync_interval_s: float = Field(0.5, gt=0, le=60, description="How often each process synchronises.")
+    timeout_s: float = Field(0.5, gt=0, le=10, description="Budget of one synchronisation round trip.")
+    key_prefix: str = Field("ugw", min_length=1, description="Prefix of the two Redis keys.")
+
+
 class TelemetrySettings(_Strict):
     service_name: str = "ultra-gateway"
     capture_content: bool = False
@@ -230,6 +254,7 @@ class Settings(_Strict):
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     @property
     def deployment_names(self) -> list[str]:

@@ -19,10 +19,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from gateway.core.errors import GatewayError, UpstreamError, UpstreamRateLimited
+from gateway.core.errors import DeploymentUnavailable, GatewayError, UpstreamError, UpstreamRateLimited
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.provider import CallOptions, ChunkStream
 from gateway.core.stats import LiveStats, StatsView
+from gateway.core.tokens import chunk_tokens, estimate_completion, estimate_usage
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
 from strategies._fallback import DEFAULT_FALLBACK, FallbackPolicy
 
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 Role = Literal["candidate", "analysis", "synthesis", "attempt", "judge", "hedge", "proposer", "aggregator"]
-AttemptStatus = Literal["ok", "error", "cancelled", "rejected"]
+AttemptStatus = Literal["ok", "error", "cancelled", "rejected", "skipped"]
 
 
 @dataclass(slots=True)
@@ -78,6 +79,8 @@ class Attempt:
             "usage": None if self.usage is None else self.usage.to_dict(),
             "cost_usd": round(self.cost_usd, 10),
         }
+        if self.usage is not None and self.usage.estimated:
+            out["usage_estimated"] = True
         if self.error is not None:
             out["error"] = self.error
         if self.note is not None:
@@ -163,6 +166,7 @@ class StrategyContext:
     hints: dict[str, str] = field(default_factory=dict)
     budget_usd: float | None = None
     on_attempt: Callable[[Attempt], None] | None = None
+    on_retry: Callable[[Deployment, UpstreamError], None] | None = None
     live: LiveStats = field(default_factory=LiveStats)
     fallback: FallbackPolicy = DEFAULT_FALLBACK
 
@@ -170,8 +174,39 @@ class StrategyContext:
     def stats(self) -> StatsView:
         return self.live.view
 
-    def options(self, role: str) -> CallOptions:
-        return CallOptions(deadline=self.deadline, request_id=self.request_id, role=role, clock=self.clock)
+    def options(self, role: str, deployment: Deployment) -> CallOptions:
+        live = self.live
+        name = deployment.name
+
+        def on_retry(exc: UpstreamError) -> bool:
+            """Every failed try feeds the breaker; no retry once the failure takes the deployment out."""
+            if not live.failed_try(name, rate_limited_for=_rate_limited_for(exc)):
+                return False
+            if self.on_retry is not None:
+                self.on_retry(deployment, exc)
+            return True
+
+        return CallOptions(
+            deadline=self.deadline, request_id=self.request_id, role=role, clock=self.clock, on_retry=on_retry
+        )
+
+    def _gate(self, deployment: Deployment, role: Role) -> None:
+        """Skip a deployment whose breaker is open (or whose one half-open probe is under way), or that cools
+        down after a 429: no call is made, the skip is recorded (status `skipped`, the reason in `note`), and
+        the caller falls over to the next deployment as after any upstream failure."""
+        unavailable = self.live.unavailable(deployment.name)
+        if unavailable is None:
+            return
+        attempt = Attempt(deployment, role, status="skipped", note=unavailable.reason)
+        self.meta.attempts.append(attempt)
+        if self.on_attempt is not None:
+            self.on_attempt(attempt)
+        raise DeploymentUnavailable(
+            f"{deployment.name}: skipped ({unavailable.reason.replace('_', ' ')})",
+            reason=unavailable.reason,
+            retry_after=unavailable.retry_after_s,
+            deployment=deployment.name,
+        )
 
     def remaining(self) -> float:
         return self.deadline - self.clock()
@@ -183,7 +218,7 @@ class StrategyContext:
             ok=attempt.status == "ok",
             latency_ms=attempt.latency_ms,
             ttft_ms=attempt.ttft_ms,
-            rate_limited_for=error.retry_after or 1.0 if isinstance(error, UpstreamRateLimited) else None,
+            rate_limited_for=_rate_limited_for(error),
             cancelled=attempt.status == "cancelled",
         )
         if self.on_attempt is not None:
@@ -191,15 +226,18 @@ class StrategyContext:
 
     async def call(self, deployment: Deployment, request: ChatRequest, role: Role = "attempt") -> ChatResponse:
         """One non-streaming call, recorded whatever its outcome (a cancelled call is recorded as cancelled)."""
+        self._gate(deployment, role)
         attempt = Attempt(deployment, role)
         started = self.clock()
         failure: BaseException | None = None
         self.live.started(deployment.name)
         try:
-            response = await deployment.provider.complete(request, model=deployment.model, options=self.options(role))
-            attempt.usage = response.usage
+            options = self.options(role, deployment)
+            response = await deployment.provider.complete(request, model=deployment.model, options=options)
+            attempt.usage = response.usage or estimate_usage(request.body, estimate_completion(response.choices))
         except asyncio.CancelledError:
             attempt.status = "cancelled"
+            attempt.usage = estimate_usage(request.body, 0)  # abandoned in flight: the prompt is billed
             raise
         except GatewayError as exc:
             failure = exc
@@ -218,6 +256,7 @@ class StrategyContext:
     ) -> AsyncIterator[RecordedStream]:
         """Open a streaming call (sent, first chunk received). The attempt is recorded when the stream is
         exhausted, or when it is left early (then as cancelled: a loser, or a client that went away)."""
+        self._gate(deployment, role)
         attempt = Attempt(deployment, role)
         started = self.clock()
         recorded: RecordedStream | None = None
@@ -225,14 +264,17 @@ class StrategyContext:
         self.live.started(deployment.name)
 
         def finish() -> None:
-            if recorded is not None:
-                attempt.usage = recorded.usage
+            if recorded is not None or attempt.status == "cancelled":
+                # what the upstream reported, else the prompt and what arrived (a stream cut or without usage)
+                reported = recorded.usage if recorded is not None else None
+                produced = recorded.produced_tokens if recorded is not None else 0
+                attempt.usage = reported or estimate_usage(request.body, produced)
             attempt.latency_ms = (self.clock() - started) * 1000
             self._finish(attempt, failure[0] if failure else None)
 
         try:
             async with deployment.provider.stream(
-                request, model=deployment.model, options=self.options(role)
+                request, model=deployment.model, options=self.options(role, deployment)
             ) as upstream:
                 attempt.ttft_ms = (self.clock() - started) * 1000
                 recorded = RecordedStream(upstream, attempt, finish)
@@ -254,7 +296,7 @@ class StrategyContext:
 class RecordedStream:
     """A provider stream that remembers usage and whether it reached its end."""
 
-    __slots__ = ("_on_done", "_upstream", "attempt", "finish_reason", "finished")
+    __slots__ = ("_on_done", "_upstream", "attempt", "finish_reason", "finished", "produced_tokens")
 
     def __init__(self, upstream: ChunkStream, attempt: Attempt, on_done: Callable[[], None]) -> None:
         self._upstream = upstream
@@ -262,6 +304,7 @@ class RecordedStream:
         self.attempt = attempt
         self.finished = False
         self.finish_reason: str | None = None
+        self.produced_tokens = 0  # the gateway's count of what arrived, for when the upstream reports none
 
     @property
     def deployment(self) -> Deployment:
@@ -276,6 +319,14 @@ class RecordedStream:
             for choice in chunk.get("choices") or ():
                 if choice.get("finish_reason") is not None:
                     self.finish_reason = choice["finish_reason"]
+            self.produced_tokens += chunk_tokens(chunk)
             yield chunk
         self.finished = True
         self._on_done()  # recorded now, so metadata built at the end of the stream includes this call
+
+
+def _rate_limited_for(error: BaseException | None) -> float | None:
+    """How long an upstream 429 asks the deployment to rest (at least a second), or None for other failures."""
+    if isinstance(error, UpstreamRateLimited):
+        return error.retry_after or 1.0
+    return None

@@ -5,7 +5,7 @@ its p95). They differ only in how they rank and how wide they start, so they sha
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated
 
 from pydantic import Field
@@ -13,6 +13,7 @@ from pydantic import Field
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.types import ChatRequest
 from strategies._accept import rejection
+from strategies._budget import TokenBucket
 from strategies._common import Kind, Options, candidates_of
 from strategies._fanout import race, race_stream
 from strategies._ranking import by_speed, weighted
@@ -46,26 +47,25 @@ class _Race:
     def hedge_after_s(self, ranked: list[Deployment], ctx: StrategyContext) -> float | None:
         return None
 
-    def learn(self, hedged: bool, failed: bool) -> None:
+    def learn(self, hedged: bool, failed: bool, budgeted: bool) -> None:
+        """After the race: whether a hedge fired, whether any call failed, and whether a hedge was budgeted."""
         return None
+
+    def _learn(self, ctx: StrategyContext, budgeted: bool, failed: bool) -> None:
+        failed = failed or any(a.status in ("error", "rejected") for a in ctx.meta.attempts)
+        self.learn(bool(ctx.meta.extra.get("hedged")), failed, budgeted)
 
     async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult:
         ranked = self.rank(pool, request, ctx)
+        hedge_after_s = self.hedge_after_s(ranked, ctx)
         try:
             _, response = await race(
-                ctx,
-                ranked,
-                request,
-                width=self.width(),
-                accept=rejection,
-                hedge_after_s=self.hedge_after_s(ranked, ctx),
+                ctx, ranked, request, width=self.width(), accept=rejection, hedge_after_s=hedge_after_s
             )
         except BaseException:
-            self.learn(bool(ctx.meta.extra.get("hedged")), True)
+            self._learn(ctx, hedge_after_s is not None, True)
             raise
-        self.learn(
-            bool(ctx.meta.extra.get("hedged")), any(a.status in ("error", "rejected") for a in ctx.meta.attempts)
-        )
+        self._learn(ctx, hedge_after_s is not None, False)
         return StrategyResult(response, ctx.meta)
 
     @asynccontextmanager
@@ -73,10 +73,15 @@ class _Race:
         self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext
     ) -> AsyncIterator[StrategyStream]:
         ranked = self.rank(pool, request, ctx)
-        async with race_stream(
-            ctx, ranked, request, width=self.width(), hedge_after_s=self.hedge_after_s(ranked, ctx)
-        ) as opened:
-            self.learn(bool(ctx.meta.extra.get("hedged")), any(a.status == "error" for a in ctx.meta.attempts))
+        hedge_after_s = self.hedge_after_s(ranked, ctx)
+        async with AsyncExitStack() as stack:
+            try:
+                opening = race_stream(ctx, ranked, request, width=self.width(), hedge_after_s=hedge_after_s)
+                opened = await stack.enter_async_context(opening)
+            except BaseException:
+                self._learn(ctx, hedge_after_s is not None, True)
+                raise
+            self._learn(ctx, hedge_after_s is not None, False)
             yield ChainStream(opened, ctx.meta)
 
 
@@ -104,7 +109,7 @@ class Parallel(_Race):
     def width(self) -> int:
         return max(self.options.min_width, min(self.options.max_width, round(self.current_width)))
 
-    def learn(self, hedged: bool, failed: bool) -> None:
+    def learn(self, hedged: bool, failed: bool, budgeted: bool) -> None:
         if failed:
             self.current_width = min(self.options.max_width, self.current_width + 1)
         else:
@@ -143,7 +148,11 @@ class SpeedOptions(Options):
     candidates: list[str] | None = None
     hedge_after_ms: float | None = Field(None, ge=1, description="Fixed hedge delay (default: p95 TTFT).")
     default_hedge_ms: float = Field(500.0, ge=1, description="Hedge delay before any p95 is known.")
-    max_hedge_share: float = Field(0.2, ge=0, le=1, description="Cap on the share of requests that hedge.")
+    max_hedge_share: float = Field(0.2, ge=0, le=1, description="Hedges earned per request (the budget's ratio).")
+    min_hedges_per_s: float = Field(
+        0.1, ge=0, description="Hedges earned per second whatever the traffic, so low traffic can still hedge."
+    )
+    hedge_burst: float = Field(10.0, ge=1, description="Most hedges the budget holds at once.")
 
 
 class Speed(_Race):
@@ -151,24 +160,23 @@ class Speed(_Race):
         self.name = name
         self.options = options
         self.candidates = options.candidates
-        self.requests = 0
-        self.hedged = 0
+        self.budget = TokenBucket(options.max_hedge_share, options.min_hedges_per_s, options.hedge_burst)
 
     def rank(self, pool: ProviderPool, request: ChatRequest, ctx: StrategyContext) -> list[Deployment]:
         return by_speed(candidates_of(pool, self.candidates, request), ctx.stats)
 
     def hedge_after_s(self, ranked: list[Deployment], ctx: StrategyContext) -> float | None:
-        self.requests += 1
-        if len(ranked) < 2 or self.hedged >= self.options.max_hedge_share * self.requests:
-            return None  # hedges capped to a share of traffic
-        self.hedged += 1  # budgeted now; a request that needs no hedge gives its budget back below
+        self.budget.deposit(ctx.clock())
+        if len(ranked) < 2 or not self.budget.withdraw():
+            return None  # no second deployment, or the hedge budget is spent
+        # withdrawn now; a request that needs no hedge gives it back in learn()
         p95 = ctx.stats.get(ranked[0].name).p95_ttft_ms
         delay = self.options.hedge_after_ms or p95 or self.options.default_hedge_ms
         return delay / 1000
 
-    def learn(self, hedged: bool, failed: bool) -> None:
-        if not hedged and self.hedged:
-            self.hedged -= 1  # budgeted but not needed
+    def learn(self, hedged: bool, failed: bool, budgeted: bool) -> None:
+        if budgeted and not hedged:
+            self.budget.refund()  # budgeted but not needed
 
 
 def _parallel(alias: str, options: ParallelOptions, arms: Mapping[str, Strategy]) -> Strategy:

@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from gateway.core.errors import InvalidRequest
+from gateway.core.errors import InvalidRequest, UpstreamError
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
 
 __all__ = ["CallOptions", "Capabilities", "ChunkStream", "Embedder", "Provider", "WrappingProvider"]
@@ -41,12 +41,18 @@ class Capabilities:
 @dataclass(frozen=True, slots=True)
 class CallOptions:
     """Per-call facts: the absolute deadline on `clock` and where the call comes from. The clock is the
-    request's own (injected by the builder), so a test can run a whole call on a fake clock."""
+    request's own (injected by the builder), so a test can run a whole call on a fake clock.
+
+    `on_retry` hears of every failed try that the retry layer is about to retry (so a deployment's health
+    counts each try, not each call), and answers whether retrying is still wanted: False when the deployment
+    has just been taken out of rotation (its breaker opened, or a 429 cools it down), so the caller moves on to
+    the next deployment instead of waiting to hammer this one."""
 
     deadline: float
     request_id: str = ""
     role: str = "attempt"
     clock: Callable[[], float] = time.monotonic
+    on_retry: Callable[[UpstreamError], bool] | None = None
 
     def remaining(self) -> float:
         return self.deadline - self.clock()

@@ -64,12 +64,15 @@ def new_completion_id() -> str:
 
 @dataclass(slots=True)
 class Usage:
-    """Token usage of one or more calls; `+` sums calls (SPEC §5: usage is the sum over every call)."""
+    """Token usage of one or more calls; `+` sums calls (what a request reports is the sum over every call).
+    `estimated` when the gateway counted the tokens itself (the upstream reported none, or the call was cut);
+    it never goes on the wire as part of `usage`."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    estimated: bool = False
 
     @property
     def total_tokens(self) -> int:
@@ -81,6 +84,7 @@ class Usage:
             self.completion_tokens + other.completion_tokens,
             self.cached_tokens + other.cached_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.estimated or other.estimated,
         )
 
     @classmethod

@@ -61,7 +61,14 @@ class RetryingProvider(WrappingProvider):
             # Deadline-aware: never sleep into (or past) the deadline; the last error is raised instead.
             return options.clock() + (state.upcoming_sleep or 0.0) >= deadline
 
-        return AsyncRetrying(stop=stop, wait=self._wait, retry=retry_if_exception(_retryable), reraise=True)
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(exc, UpstreamError) and options.on_retry is not None and not options.on_retry(exc):
+                raise exc  # the deployment was taken out of rotation: no retry, the caller moves on
+
+        return AsyncRetrying(
+            stop=stop, wait=self._wait, retry=retry_if_exception(_retryable), reraise=True, before_sleep=before_sleep
+        )
 
     def _bounded(self, options: CallOptions) -> CallOptions:
         if self.total_s is None:

@@ -99,8 +99,19 @@ class Metrics:
             "ultra_rate_limit_rejections_total", "Requests refused by a rate limit.", ("model",)
         )
         self.provider_errors = _Counter(
-            "ultra_provider_errors_total", "Failed upstream calls by error type.", ("deployment", "error_type")
+            "ultra_provider_errors_total",
+            "Failed upstream tries by error type, retried ones included (retried: yes|no).",
+            ("deployment", "error_type", "retried"),
         )
+        self.skipped = _Counter(
+            "ultra_skipped_calls_total",
+            "Deployments skipped without a call: breaker_open, probe_in_flight or rate_limited.",
+            ("deployment", "reason"),
+        )
+        self.breaker_transitions = _Counter(
+            "ultra_circuit_breaker_transitions_total", "Circuit breakers opening and closing.", ("deployment", "to")
+        )
+        self.hedges = _Counter("ultra_hedges_total", "Hedged requests fired, by alias.", ("strategy",))
         self.breaker = _Counter(
             "ultra_circuit_breaker_open",
             "1 while a deployment's circuit breaker is open.",
@@ -118,7 +129,10 @@ class Metrics:
             self.cache,
             self.rate_limited,
             self.provider_errors,
+            self.skipped,
             self.breaker,
+            self.breaker_transitions,
+            self.hedges,
             self.cost,
         ):
             lines += metric.render()

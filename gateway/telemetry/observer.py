@@ -12,7 +12,8 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gateway.core.errors import GatewayError, LimitState, RateLimited
+from gateway.core.errors import GatewayError, LimitState, RateLimited, UpstreamError
+from gateway.core.pool import Deployment
 from gateway.core.stats import LiveStats
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import Tracing, fail
@@ -51,6 +52,9 @@ class RequestObserver:
     ) -> None:
         strategy = meta.chosen_strategy or meta.strategy
         self.metrics.requests.inc((model, strategy, "200"))
+        hedged = meta.extra.get("hedged")
+        if hedged:
+            self.metrics.hedges.inc((meta.strategy,), hedged)
         self.metrics.cache.inc((cache,))
         self.metrics.cost.inc((model,), meta.cost_usd)
         if span is None:
@@ -88,8 +92,12 @@ class RequestObserver:
         span.end()
 
     def attempt(self, attempt: Attempt) -> None:
-        """Every upstream call, as the GenAI metrics and the provider-error and breaker series."""
+        """Every upstream call, as the GenAI metrics and the provider-error and breaker series; a skipped
+        deployment (no call made) only as a skip."""
         deployment = attempt.deployment
+        if attempt.status == "skipped":
+            self.metrics.skipped.inc((deployment.name, attempt.note or "unavailable"))
+            return
         provider = deployment.provider
         error = _ATTEMPT_ERROR.get(attempt.status)
         if error is None:
@@ -100,5 +108,13 @@ class RequestObserver:
             self.metrics.tokens.observe((*labels, "input"), attempt.usage.prompt_tokens)
             self.metrics.tokens.observe((*labels, "output"), attempt.usage.completion_tokens)
         if attempt.status == "error":
-            self.metrics.provider_errors.inc((deployment.name, attempt.error_type or "error"))
+            self.metrics.provider_errors.inc((deployment.name, attempt.error_type or "error", "no"))
         self.metrics.breaker.set((deployment.name,), 0.0 if self.live.breaker(deployment.name) == "closed" else 1.0)
+
+    def retried(self, deployment: Deployment, error: UpstreamError) -> None:
+        """A failed try the retry layer retries (or would have, had the deployment stayed in rotation)."""
+        self.metrics.provider_errors.inc((deployment.name, error.kind, "yes"))
+
+    def transition(self, deployment: str, state: str) -> None:
+        self.metrics.breaker_transitions.inc((deployment, state))
+        self.metrics.breaker.set((deployment,), 0.0 if state == "closed" else 1.0)

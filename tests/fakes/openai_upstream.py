@@ -5,8 +5,11 @@ Behaviour is chosen by the requested model, so one gateway config can point seve
 only with include_usage), `dupids` (like echo, but repeats id/type/name on every tool-call fragment, as some
 upstreams do), `slow-<ms>`, `hang` (never answers), `badjson` (200 with a body that is not JSON), `cut`
 (streams two chunks, then drops the connection without [DONE]), `flaky` (503 once, then answers),
-`ratelimit` (always 429 with retry-after-ms), `drip` (streams a chunk every 100 ms for 20 s), `status-<code>`
-(always that status, echoing the caller's Authorization header in the message, as careless upstreams do).
+`ratelimit` (always 429 with retry-after-ms), `ratelimit-<s>` (always 429 with `retry-after: <s>` seconds),
+`drip` (streams a chunk every 100 ms for 20 s), `status-<code>` (always that status, echoing the caller's
+Authorization header in the message, as careless upstreams do), `nousage` (like echo, but reports no usage,
+whole or streamed, as llama.cpp's server does in streams), `var-<name>` (like echo after a delay the test sets
+in `delays[model]` and may change between requests; 1 ms until set).
 After a tool result (the last message has role `tool`) every model answers in text. `/v1/embeddings` answers
 every model with small fixed vectors (see `_embeddings`).
 Every request is recorded, and so is every `slow-<ms>` or `drip` request whose caller hung up before the
@@ -37,6 +40,7 @@ class FakeOpenAI:
         self.received = threading.Event()  # set when any request arrives (for "in flight" tests)
         self.disconnected: list[str] = []  # models whose caller closed the connection before the answer
         self.disconnect = threading.Event()
+        self.delays: dict[str, float] = {}  # seconds, for `var-<name>` models
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
@@ -64,6 +68,8 @@ class FakeOpenAI:
         model = str(body.get("model"))
         if model == "hang":
             await asyncio.Event().wait()
+        if model.startswith("var-"):
+            await asyncio.sleep(self.delays.get(model, 0.001))
         if model.startswith("slow-"):
             try:
                 await asyncio.sleep(int(model[5:]) / 1000)
@@ -75,6 +81,8 @@ class FakeOpenAI:
             return web.Response(body=b"<html>not json", content_type="application/json")
         if model == "ratelimit":
             return self._error(429, "Rate limit reached", {"retry-after-ms": "20"})
+        if model.startswith("ratelimit-"):
+            return self._error(429, "Rate limit reached", {"retry-after": model[10:]})
         if model == "flaky":
             self.flaky_calls += 1
             if self.flaky_calls == 1:
@@ -84,7 +92,10 @@ class FakeOpenAI:
             return self._error(int(model[7:]), f"upstream failure for {secret}")
         if body.get("stream"):
             return await self._stream(request, body, model)
-        return web.json_response(self._completion(body, model))
+        completion = self._completion(body, model)
+        if model == "nousage":
+            del completion["usage"]
+        return web.json_response(completion)
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         """Vectors `[index, len(text), 0.5]` per input (base64 float32 when asked); model `status-<code>` fails."""
@@ -194,7 +205,7 @@ class FakeOpenAI:
             for word in self._answer(body).split(" "):
                 await send({"content": word + " "})
             await send({}, "stop")
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if (body.get("stream_options") or {}).get("include_usage") and model != "nousage":
             usage = {**base, "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
             await response.write(b"data: " + orjson.dumps(usage) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")

@@ -210,7 +210,9 @@ async def test_metrics_are_prometheus_text_with_alias_labels(client: AsyncTestCl
     assert "nope/none" not in text
     assert 'gen_ai_client_operation_duration_seconds_bucket{gen_ai_operation_name="chat"' in text
     assert 'gen_ai_token_type="output"' in text
-    assert 'ultra_provider_errors_total{deployment="up/status-503",error_type="http_503"} 1' in text
+    # every failed try is counted: the one the retry layer retried, and the last one
+    assert 'ultra_provider_errors_total{deployment="up/status-503",error_type="http_503",retried="yes"} 1' in text
+    assert 'ultra_provider_errors_total{deployment="up/status-503",error_type="http_503",retried="no"} 1' in text
     assert 'ultra_cache_lookups_total{result="bypass"}' in text
     assert SECRET not in text
     assert PROMPT not in text

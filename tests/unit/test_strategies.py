@@ -131,7 +131,7 @@ async def test_parallel_width_adapts_aimd() -> None:
     width_before = race.current_width  # type: ignore[attr-defined]
     await complete(service, "ultra-race")
     assert race.current_width < width_before  # type: ignore[attr-defined]  # clean: multiplicative decrease
-    race.learn(False, True)  # type: ignore[attr-defined]
+    race.learn(False, True, False)  # type: ignore[attr-defined]
     assert race.current_width == 2  # type: ignore[attr-defined]  # a failure: additive increase, capped
 
 
@@ -245,9 +245,10 @@ async def test_open_breakers_are_routed_around() -> None:
     ranked = by_speed([service.router.pool["m/fast"], service.router.pool["m/slow"]], service.live.view)
     assert [d.name for d in ranked] == ["m/slow", "m/fast"]  # fast's breaker is open: it goes last
     outcome = await complete(service, "ultra-hedge")  # width 1: only the best-ranked starts at once
-    # slow started first: fast (5 ms) only ran because the 50 ms hedge fired while slow was still working
+    # slow started first; the 50 ms hedge reached fast, whose open breaker skipped it without a call
     assert outcome.body["ultra"]["hedged"] == 1
-    assert sorted(calls(outcome)) == [("fast", "attempt", "ok"), ("slow", "attempt", "cancelled")]
+    assert sorted(calls(outcome)) == [("fast", "attempt", "skipped"), ("slow", "attempt", "ok")]
+    assert outcome.body["choices"][0]["message"]["content"] == "slow says hello"
 
 
 async def test_every_failure_is_502_listing_each_deployment() -> None:
