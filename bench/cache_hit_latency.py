@@ -1,4 +1,4 @@
-"""Cache-hit latency against a direct upstream call, in one run (issue 4's closing note).
+"""Cache-hit latency against a direct upstream call, in one run .
 
 Starts a fake OpenAI-compatible upstream (aiohttp, in this process, optional fixed delay), starts the real
 gateway as a subprocess pointed at it (`kind: openai`), then times sequential requests over keep-alive

@@ -1,4 +1,4 @@
-"""The floor: a minimal Litestar + aiohttp passthrough (the issue's "the same with aiohttp" row). It forwards the
+"""The floor: a minimal Litestar + aiohttp passthrough (what any proxy on this stack costs at least). It forwards the
 body to the upstream and returns the answer, with no validation, routing, metadata or anything else.
 
 Run as `uvicorn bench.floor:app` with `BENCH_UPSTREAM=http://127.0.0.1:PORT`; a request for a `slow/...` model

@@ -1,7 +1,7 @@
 """One Redis endpoint as the cache and the rate limiter use it: a client with short timeouts and no retries, a
-circuit breaker in front of it, and the one place where redis-py errors become ours (STYLE 5).
+circuit breaker in front of it, and the one place where redis-py errors become ours.
 
-Why these settings (reference/redis-patterns.md §1, §4): redis-py 8 retries ten times with backoff by default
+Why these settings: redis-py 8 retries ten times with backoff by default
 and waits 5 s per socket operation, so a dead Redis would hold every request for seconds; a rate-limit script
 that timed out may already have run, so retrying it double-charges. Here every call has one budget
 (`timeout_s`, covering the wait for a connection, connect and reply) and zero retries. After `failures`
@@ -76,7 +76,7 @@ class RedisEndpoint:
             "max_connections": max_connections,
             "socket_timeout": None,  # redis-py 8 defaults to 5 s per read and write: here call() bounds them
             "socket_connect_timeout": timeout_s,
-            "retry": Retry(NoBackoff(), 0),  # never retry: scripts are not idempotent (reference §1)
+            "retry": Retry(NoBackoff(), 0),  # never retry: scripts are not idempotent
             "health_check_interval": 30,
             "decode_responses": decode_responses,
         }

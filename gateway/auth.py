@@ -1,4 +1,4 @@
-"""API keys (SPEC §8), framework-free: the HTTP edge passes the `Authorization` header in, gets a `Principal`
+"""API keys, framework-free: the HTTP edge passes the `Authorization` header in, gets a `Principal`
 out or an error to render.
 
 - A key is configured as `key` (inline, for tests and demos), `key_env` (read from the environment at start) or
@@ -76,7 +76,7 @@ class Authenticator:
 
     @property
     def open(self) -> bool:
-        """No keys configured: everyone is let in (SPEC §8)."""
+        """No keys configured: everyone is let in."""
         return not self._keys
 
     def authenticate(self, authorization: str | None) -> Principal:

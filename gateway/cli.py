@@ -1,4 +1,4 @@
-"""The `ultra-gateway` command: `serve`, `check-config` and `healthcheck` (SPEC §1).
+"""The `ultra-gateway` command: `serve`, `check-config` and `healthcheck`.
 
 A bad config is reported as `path: message` lines and exit status 2, before any port is bound. The port is
 `--port`, else `$ULTRA_PORT`, else the config's `server.port`; `healthcheck` resolves it the same way, so a

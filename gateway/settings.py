@@ -34,7 +34,7 @@ class ServerSettings(_Strict):
     port: int = Field(8000, ge=0, le=65535, description="Port to bind (0 picks a free one); --port overrides it.")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes; --workers overrides it.")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above).")
-    expose_metadata: bool = Field(True, description="Add the `ultra` metadata object to responses (SPEC §5).")
+    expose_metadata: bool = Field(True, description="Add the `ultra` metadata object to responses.")
     request_timeout_s: float = Field(600.0, gt=0, description="No request runs longer than this, fallbacks included.")
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, how long in-flight requests may finish.")
     header_timeout_s: float = Field(
@@ -64,7 +64,7 @@ class ModelSettings(_Strict):
     output_cost_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens.")
     quality: float = Field(0.5, ge=0, le=1, description="The operator's prior on answer quality, 0 to 1.")
     max_concurrency: int | None = Field(None, ge=1, description="In-flight calls allowed to this model.")
-    # mock-only profile (SPEC §12: a mock provider's models take latency_ms, failure_rate and reply)
+    # mock-only profile: a mock provider's models take latency_ms, ms_per_token, failure_rate and reply
     latency_ms: float | None = Field(None, ge=0, description="mock: time to first token.")
     ms_per_token: float | None = Field(None, ge=0, description="mock: streaming pace.")
     failure_rate: float | None = Field(None, ge=0, le=1, description="mock: share of calls that fail with 503.")
@@ -145,7 +145,7 @@ class _RedisBacked(_Strict):
 
 
 class CacheSettings(_RedisBacked):
-    """Exact-match response cache (SPEC §6)."""
+    """Exact-match response cache."""
 
     enabled: bool = Field(True, description="Cache completed answers.")
     sampled: bool = Field(
@@ -180,7 +180,7 @@ class LimitSettings(_Strict):
 
 
 class RateLimitSettings(_RedisBacked):
-    """Rate limits (SPEC §7). Per-key limits live on each key (`auth.keys[].rpm/tpm`)."""
+    """Rate limits. Per-key limits live on each key (`auth.keys[].rpm/tpm`)."""
 
     enabled: bool = True
     backend: Literal["memory", "redis"] | None = Field(

@@ -1,4 +1,4 @@
-"""The acceptance check used by waterfall, cost cascades and races (SPEC §4): an answer is accepted when it is
+"""The acceptance check used by waterfall, cost cascades and races: an answer is accepted when it is
 non-empty, finished with `stop` or `tool_calls`, and is not a refusal."""
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ __all__ = ["Kind", "Options", "ReplayStream", "candidates_of", "resolve"]
 
 
 class Options(BaseModel):
-    """Strategy options: strict (a typo fails at start, STYLE 10) and immutable."""
+    """Strategy options: strict (a typo fails at start) and immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

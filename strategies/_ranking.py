@@ -1,4 +1,4 @@
-"""Scorers that order deployments from configured priors and live stats (SPEC §4). All return a new list, best
+"""Scorers that order deployments from configured priors and live stats. All return a new list, best
 first; deployments whose breaker is open (or that sit at their max_concurrency) go last, so strategies route
 around them but still have somewhere to go when everything is unhealthy."""
 

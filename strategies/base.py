@@ -2,7 +2,7 @@
 
 A strategy decides which deployments to call, in what order or combination. It sees providers only through
 `Deployment`s and makes every call through `StrategyContext.call` / `StrategyContext.open_stream`, which time
-the call, price it and record it as an `Attempt`; the metadata the client sees (SPEC §5) is built from those
+the call, price it and record it as an `Attempt`; the metadata the client sees is built from those
 records, so usage and cost are always the sum over every call actually made, losers and failures included.
 
 A strategy reads nothing global: the deadline, clock, RNG, live stats and hooks come in the context, so tests

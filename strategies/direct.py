@@ -1,4 +1,4 @@
-"""Direct routing: one `provider/model` and its configured fallbacks, tried in order (SPEC §3).
+"""Direct routing: one `provider/model` and its configured fallbacks, tried in order.
 
 Each deployment's own retries happen inside its provider; this walks the chain when a deployment finally fails,
 as the context's fallback policy says (`strategies/_fallback.py`: a request the upstream rejected as invalid is

@@ -1,5 +1,5 @@
-"""The cache key: a digest of the canonical request, scoped so one tenant never receives another's answer
-(SPEC §6; reference/redis-patterns.md §3.1).
+"""The cache key: a digest of the canonical request, scoped so one tenant never receives another's
+answer.
 
 In the digest: the requested model name and every field that can change the answer (messages, tools,
 tool_choice, response_format, sampling parameters, stop, seed, n, logprobs, unknown passthrough fields...),

@@ -1,4 +1,4 @@
-"""The in-process cache backend: an LRU bounded by entry count and by bytes, with a TTL per entry (SPEC §6).
+"""The in-process cache backend: an LRU bounded by entry count and by bytes, with a TTL per entry.
 
 Entries are the serialized bytes, so the byte bound is real. Expired entries are dropped when met and before
 evicting live ones. An entry larger than the whole budget is not stored.

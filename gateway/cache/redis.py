@@ -1,11 +1,11 @@
-"""The Redis cache backend: `GET`, and the stampede lock (`SET NX PX` + compare-and-delete,
-reference/redis-patterns.md §3.4) folded into the leader's two steps, one Lua round trip each: read-or-lock
+"""The Redis cache backend: `GET`, and the stampede lock (`SET NX PX` + compare-and-delete)
+folded into the leader's two steps, one Lua round trip each: read-or-lock
 before the answer, store-and-unlock after it. Value and lock share a hash tag, so both scripts are
 Cluster-safe. Errors come out as RedisUnavailable (a ServiceUnavailable) from the endpoint; the cache above
 treats them as a miss.
 
 Keep the cache on a Redis with `maxmemory` and an LRU policy, and the limiter on one that does not evict
-(reference §3.2): eviction is per instance and would reset limits too.
+eviction is per instance and would reset limits too.
 """
 
 from __future__ import annotations

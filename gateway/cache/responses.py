@@ -1,4 +1,4 @@
-"""`ResponseCache`: exact-match caching of completed answers around the strategy call (SPEC §6).
+"""`ResponseCache`: exact-match caching of completed answers around the strategy call.
 
 One request's view is a `Lookup`, entered before the strategy runs and left when the answer is out:
 
@@ -6,7 +6,7 @@ One request's view is a `Lookup`, entered before the strategy runs and left when
 - `miss`: the caller computes the answer and hands it to `fill`; followers of the same key get it too.
 - `bypass`: the cache was not read (disabled, `Cache-Control: no-cache|no-store`, or the backend is down).
 
-Stampede protection (reference/redis-patterns.md §3.4): concurrent identical misses in one process await one
+Stampede protection: concurrent identical misses in one process await one
 leader (single-flight). On a shared backend the leader also takes a short lock (`SET NX PX`); a leader in another
 process that finds the lock taken polls for the value (50 → 400 ms backoff) up to `lock_wait_s`, then computes
 the answer itself (availability beats deduplication). When a leader fails or its answer is not cacheable, the

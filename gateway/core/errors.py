@@ -216,7 +216,7 @@ class UpstreamStatusError(UpstreamError):
     def __init__(self, message: str, *, upstream_status: int, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.upstream_status = upstream_status
-        # SPEC §4: retried on 408, 409, 429 and 5xx; everything else is final for this deployment.
+        # retried on 408, 409, 429 and 5xx; everything else is final for this deployment
         self.retryable = upstream_status in (408, 409, 429) or upstream_status >= 500
 
     @property

@@ -1,6 +1,6 @@
 """Deployments (a provider plus one upstream model, with price and quality) and the pool that routes names.
 
-Routing (SPEC §3): `PROVIDER/MODEL` names one deployment; a bare model id that exactly one provider serves
+Routing: `PROVIDER/MODEL` names one deployment; a bare model id that exactly one provider serves
 is routed there; strategy aliases are resolved by the service, not here.
 """
 

@@ -1,9 +1,9 @@
 """The one HTTP transport every remote dialect shares: a pooled aiohttp session per provider, timeouts, SSE
-framing, and the translation of aiohttp's errors into ours (STYLE 5, 7).
+framing, and the translation of aiohttp's errors into ours.
 
 A dialect is data-to-data (`Dialect`): it builds the request and parses responses, stream events and errors.
 `HttpProvider` does the I/O. aiohttp rather than httpx on this path: its pool costs a fraction of httpx's per
-request (issue 7 measurements, README "Design").
+request (measured: docs/architecture.md, design choices).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Anthropic Messages dialect, translated both ways (reference/provider-translation.md §1).
+"""The Anthropic Messages dialect, translated both ways.
 
 Pure functions from data to data; the shared transport (`_http.HttpProvider`) does the I/O. Every OpenAI field
 has a stated fate: mapped (messages, system, tools, tool_choice, stop, max tokens, response_format, user),
@@ -307,7 +307,7 @@ class AnthropicDialect:
 
 
 class AnthropicStream:
-    """Anthropic's named SSE events → OpenAI chunks (§1.6). Tool indices count tool_use blocks only, apart from
+    """Anthropic's named SSE events → OpenAI chunks. Tool indices count tool_use blocks only, apart from
     content-block indices (#1, #2); the initial `{}` input is never emitted and a call that got no fragment gets
     `"{}"` (#3); id/name only in the first fragment (#4); the first chunk carries the role (#5); usage from
     `message_start` is kept and `message_delta` usage is cumulative, replacing rather than adding (#6)."""

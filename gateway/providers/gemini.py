@@ -1,5 +1,4 @@
-"""The Google Gemini dialect (generateContent / streamGenerateContent?alt=sse), translated both ways
-(reference/provider-translation.md §2).
+"""The Google Gemini dialect (generateContent / streamGenerateContent?alt=sse), translated both ways.
 
 Pure functions from data to data over the shared transport. Thought signatures (Gemini 3 / 2.5 thinking
 models) ride round trip in the tool call's `extra_content.google.thought_signature`, the field Google's own

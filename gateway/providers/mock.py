@@ -1,5 +1,5 @@
 """The mock dialect: in-process, deterministic upstream models for the built-in config, demos, tests and the
-benchmark (STYLE 15). No network, no keys.
+benchmark. No network, no keys.
 
 Each model has a profile: `latency_ms` (time to first token), `ms_per_token` (streaming pace),
 `failure_rate` (0-1; outcomes drawn from an RNG seeded by provider and model, so a run is reproducible), and a

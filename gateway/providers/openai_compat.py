@@ -2,7 +2,7 @@
 OpenRouter, vLLM, Ollama, llama.cpp server, LM Studio).
 
 Passthrough by design: the client's body goes upstream as sent, with `model` replaced by the upstream model id,
-so fields the gateway does not know reach the upstream untouched (SPEC §2). The one addition: streaming calls
+so fields the gateway does not know reach the upstream untouched. The one addition: streaming calls
 ask for `stream_options.include_usage`, because the gateway bills and rate-limits on real usage whether or not
 the client asked to see it (the service strips the upstream usage chunk and sends its own summed one).
 """

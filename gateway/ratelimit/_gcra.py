@@ -5,7 +5,7 @@ State per limit is one number, the theoretical arrival time (TAT). Emission inte
 (whole microseconds keep every quantity an exact integer in both Python and Lua doubles; rounding up never
 admits more than `limit` per period), tolerance `tau = ei * burst`. A request of cost `c` at `now`:
 `tat = max(TAT, now)`, `new_tat = tat + c*ei`, allowed iff `new_tat - tau <= now`. A TAT at or before `now` is
-the same as no state, so stored state expires at its TAT. Reference: redis-patterns.md §2.1-2.2 (brandur.org).
+the same as no state, so stored state expires at its TAT. (GCRA as described at brandur.org/rate-limiting.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """`RateLimiter`: turns a request (its key, its model, its body) into checks, asks the backend, and settles the
-tokens afterwards. Fail-open or fail-closed when the shared backend is down is decided here (SPEC §7, §13;
-reference/redis-patterns.md §4).
+tokens afterwards. Fail-open or fail-closed when the shared backend is down is decided here.
 
 Fail-open does not mean unlimited: the decision falls back to a local in-process limiter with the same limits
 (per replica), so a Redis outage bounds the overrun to the number of replicas instead of removing limits. The
@@ -182,7 +181,7 @@ class RateLimiter:
 
     async def settle(self, ticket: Ticket, actual_tokens: int | None) -> None:
         """Charge real usage instead of the estimate, now. None: usage unknown (e.g. the client left mid-stream),
-        so the reservation stays charged (conservative; reference §2.4). Never raises: settlement runs after the
+        so the reservation stays charged (conservative). Never raises: settlement runs after the
         answer, and a lost settlement only leaves the estimate charged until the record expires."""
         if queued := self._settlement(ticket, actual_tokens):
             await self._settle_many(queued)

@@ -1,5 +1,5 @@
 """The in-process limiter backend: the GCRA arithmetic of `_gcra.py` over a dict, same semantics as the Redis
-script in one process (SPEC §7). Also the local fallback when Redis is down and limits fail open.
+script in one process. Also the local fallback when Redis is down and limits fail open.
 
 Memory stays bounded by the traffic of one period: a state whose TAT has passed equals no state and is swept,
 as are expired reservations.

@@ -148,7 +148,7 @@ def estimate_tokens(body: Mapping[str, Any], *, default_output_tokens: int = 102
 def token_cost(prompt: int, total: int, checks: Sequence[Rate]) -> int:
     """What to reserve: the estimate, capped at the smallest token burst (so a large default output cap does not
     make a request impossible; settlement charges the real usage). A prompt that alone exceeds a burst can never
-    be admitted: that is a 400, not a 429 the client would retry forever (reference §2.1)."""
+    be admitted: that is a 400, not a 429 the client would retry forever."""
     if not checks:
         return total
     smallest = min(rate.burst for rate in checks)

@@ -1,14 +1,14 @@
 """The Redis limiter backend: one Lua script, one round trip per check, exact across any number of gateway
-replicas sharing the Redis (SPEC §7).
+replicas sharing the Redis.
 
 The script mirrors `_gcra.py` line by line, in integer microseconds on Redis's own clock (`TIME`: one clock for
 every replica). Mode `admit` probes every limit and commits all or none, plus the token reservation record;
 mode `settle` moves the token limits by `actual - reserved` and deletes the record in the same step, so a second
-settlement finds nothing and changes nothing (reference/redis-patterns.md §2.2-2.4).
+settlement finds nothing and changes nothing.
 
 Every key sits in one hash slot (`{rl}` tag): a request's key, model and global limits are committed in one
-script, which Redis Cluster allows only within a slot (reference §5). Limiter state is a few bytes per key.
-Keep limits on a Redis that does not evict (`noeviction`), or cache pressure can silently reset them (§3.2).
+script, which Redis Cluster allows only within a slot. Limiter state is a few bytes per key.
+Keep limits on a Redis that does not evict (`noeviction`), or cache pressure can silently reset them.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Retries as a Provider wrapper: exponential backoff with full jitter (tenacity), honouring the upstream's
-`retry-after`, bounded by attempts and by the call's deadline (SPEC §4).
+`retry-after`, bounded by attempts and by the call's deadline.
 
 Retried: errors marked `retryable` (connection errors, timeouts, 408, 409, 429, 5xx). A stream is retried only
 while it is being opened (until its first chunk); after that the attempt's failure is final.

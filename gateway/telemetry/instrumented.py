@@ -1,5 +1,5 @@
-"""One GenAI CLIENT span per upstream attempt, as a Provider wrapper (STYLE 8). It sits inside the retry
-wrapper, so each retry is its own span. Attributes follow the GenAI semantic conventions (otel-genai.md §2);
+"""One GenAI CLIENT span per upstream attempt, as a Provider wrapper. It sits inside the retry
+wrapper, so each retry is its own span. Attributes follow the GenAI semantic conventions;
 no prompt or answer content is recorded, and nothing here reads a key."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The gateway's metrics, rendered as Prometheus text for `GET /metrics` (SPEC §9).
+"""The gateway's metrics, rendered as Prometheus text for `GET /metrics`.
 
 A small registry of counters and histograms keyed by label tuples: recording is a dict lookup and an add, so it
 stays on for every request. Names follow the GenAI conventions (`gen_ai.client.operation.duration` becomes

@@ -1,4 +1,4 @@
-"""Redis going away and coming back, on a real redis-server this test kills and restarts (SPEC §13).
+"""Redis going away and coming back, on a real redis-server this test kills and restarts.
 
 Limits fail open to a local limiter (or closed with a 503), the cache turns into a bypass, nothing waits past
 the Redis budget, and both recover by themselves once the server is back.

@@ -1,5 +1,5 @@
 """End to end on a real redis-server: two gateway processes share limits and cache exactly, Redis dies and comes
-back mid-run, and the openai SDK reads a cached answer replayed as a stream (SPEC §6-7, §13; issue 4)."""
+back mid-run, and the openai SDK reads a cached answer replayed as a stream."""
 
 from __future__ import annotations
 

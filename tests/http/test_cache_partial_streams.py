@@ -1,4 +1,4 @@
-"""A stream the upstream cuts mid-way is never cached; the same stream completed is (SPEC §6).
+"""A stream the upstream cuts mid-way is never cached; the same stream completed is.
 The upstream is a real aiohttp server on loopback, behind an `openai`-kind provider."""
 
 from __future__ import annotations

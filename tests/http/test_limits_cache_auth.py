@@ -1,4 +1,4 @@
-"""Auth, rate limits and the cache through the HTTP edge, in-process, on the memory backends (SPEC §6-8).
+"""Auth, rate limits and the cache through the HTTP edge, in-process, on the memory backends.
 
 The app runs on the test's own event loop through httpx's ASGITransport (Litestar's AsyncTestClient handles one
 request at a time on another thread, which would make the concurrency tests below sequential)."""

@@ -1,4 +1,4 @@
-"""Header values and estimates (reference/openai-chat-completions.md §8, redis-patterns.md §2.4)."""
+"""Rate-limit header values (OpenAI's Go-style durations) and token estimates."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`REDIS_URL` alone selects Redis for cache and rate limits; the file can say otherwise (SPEC §1, §12)."""
+"""`REDIS_URL` alone selects Redis for cache and rate limits; the file can say otherwise."""
 
 from __future__ import annotations
 

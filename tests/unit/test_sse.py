@@ -1,4 +1,4 @@
-"""SSE decoding: any byte split of a stream decodes to the same events (reference §5.1 framing rules)."""
+"""SSE decoding: any byte split of a stream decodes to the same events."""
 
 from __future__ import annotations
 

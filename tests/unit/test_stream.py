@@ -1,4 +1,4 @@
-"""Stream accumulation, replay and the SDK's tool-call delta rules (reference §5.2-5.4)."""
+"""Stream accumulation, replay and the SDK's tool-call delta rules."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Upstream error mapping: statuses, retry-after, redaction, and the aggregate failure (SPEC §11)."""
+"""Upstream error mapping: statuses, retry-after, redaction, and the aggregate failure."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Anthropic dialect on golden payloads: requests, responses, every stream event, errors. Tests named `bug_N`
-cover row N of the bug table in reference/provider-translation.md §4."""
+pin translation bugs that gateways have shipped (the name says which rule the dialect must keep)."""
 
 from __future__ import annotations
 

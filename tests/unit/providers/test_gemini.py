@@ -1,5 +1,5 @@
-"""Gemini dialect on golden payloads: requests, responses, stream chunks, errors. Tests named `bug_N` cover row
-N of the bug table in reference/provider-translation.md §4."""
+"""Gemini dialect on golden payloads: requests, responses, stream chunks, errors. Tests named `bug_N` pin
+translation bugs that gateways have shipped (the name says which rule the dialect must keep)."""
 
 from __future__ import annotations
 
