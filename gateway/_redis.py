@@ -209,7 +209,11 @@ class RedisEndpoint:
         return True
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._sentinel is not None:
+            # master_for() hands the client a pool it does not close by itself: its connections would leak
+            await self.client.aclose(close_connection_pool=True)
+        else:
+            await self.client.aclose()
         if self._pool is not None:
             await self._pool.aclose()
         if self._sentinel is not None:

@@ -28,6 +28,7 @@ from gateway.auth import ANONYMOUS, Principal
 from gateway.cache.keys import CacheKey, Scope, make_key, scope_id
 from gateway.cache.responses import Lookup, ResponseCache
 from gateway.core.errors import LimitState, UpstreamTimeout
+from gateway.core.pool import ProviderPool
 from gateway.core.stats import LiveStats
 from gateway.core.stream import ClientChunks, replay
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, new_completion_id
@@ -86,6 +87,7 @@ class _Admitted:
     """One admitted request, from the admission step to settlement."""
 
     strategy: Strategy
+    pool: ProviderPool  # what the strategy may call for this caller
     ctx: StrategyContext
     lookup: Lookup
     limits: Mapping[str, LimitState]
@@ -164,7 +166,7 @@ class Pipeline:
             admitted.in_flight = True
             try:
                 async with asyncio.timeout(ctx.remaining()):
-                    result = await admitted.strategy.complete(request, self.router.pool, ctx)
+                    result = await admitted.strategy.complete(request, admitted.pool, ctx)
             except TimeoutError:
                 admitted.in_flight = False
                 raise UpstreamTimeout("the request did not finish within its total timeout") from None
@@ -197,9 +199,7 @@ class Pipeline:
             async with AsyncExitStack() as stack:
                 try:
                     async with asyncio.timeout(ctx.remaining()):
-                        stream = await stack.enter_async_context(
-                            admitted.strategy.stream(request, self.router.pool, ctx)
-                        )
+                        stream = await stack.enter_async_context(admitted.strategy.stream(request, admitted.pool, ctx))
                 except TimeoutError:
                     raise UpstreamTimeout("no upstream produced a first chunk within the total timeout") from None
                 admitted.in_flight = True
@@ -212,7 +212,7 @@ class Pipeline:
     async def _admission(self, request: ChatRequest, caller: Caller) -> AsyncIterator[_Admitted]:
         """authorize → route → context → cache plan → admit → lookup; on the way out, settle the tokens: what
         every call consumed, or (calls cut mid-way) the estimate stays charged."""
-        strategy = self.router.authorized(caller.principal, request.model)
+        strategy, pool = self.router.authorized(caller.principal, request.model)
         ctx = self._context(strategy, caller)
         key, bypass = self._cache_plan(request, caller)
         ticket = await self._admit(request, caller)
@@ -220,7 +220,8 @@ class Pipeline:
         try:
             async with self._lookup(key, caller, ctx) as lookup:
                 limits = ticket.limits if ticket is not None else {}
-                admitted = _Admitted(strategy, ctx, lookup, limits, bypass if lookup.status == "bypass" else None)
+                bypassed = bypass if lookup.status == "bypass" else None
+                admitted = _Admitted(strategy, pool, ctx, lookup, limits, bypassed)
                 yield admitted
         finally:
             if ticket is not None and self.limiter is not None:

@@ -1,6 +1,10 @@
 """Model names → strategies: the aliases the configuration built, and a `Direct` strategy per `provider/model`
 (or bare model id) with its fallback chain. The router also answers what the gateway serves (`/v1/models`,
-metric labels) and whether a key may use a name."""
+metric labels) and whether a key may use a name.
+
+A key's model globs bound everything done on its behalf, not only the name it sends: a key allowed `a/*` and
+`ultra-*` runs an alias on the `a/*` deployments alone (403 when the alias has none of them), and a direct
+request's fallbacks are limited to what the key may use too."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ class Router:
         self.pool = pool
         self.strategies = dict(strategies)
         self._direct: dict[str, Direct] = {}
+        self._pools: dict[tuple[str, ...], ProviderPool] = {}  # per set of key globs
 
     def model_ids(self) -> list[str]:
         """Every name a client may send: the aliases, then every `provider/model`."""
@@ -47,7 +52,18 @@ class Router:
             direct = self._direct[model] = Direct.for_model(self.pool, model)
         return direct
 
-    def authorized(self, principal: Principal, model: str) -> Strategy:
-        """The strategy for `model`, if the key's model globs allow it (403 otherwise, 404 if unknown)."""
+    def authorized(self, principal: Principal, model: str) -> tuple[Strategy, ProviderPool]:
+        """The strategy for `model` and the deployments it may call for this key: 403 when the key's globs do not
+        allow `model`, 404 when it is unknown."""
         Authenticator.authorize(principal, model)
-        return self.route(model)
+        if principal.models == ("*",):
+            return self.route(model), self.pool
+        strategy = self.strategies.get(model)
+        if strategy is not None:
+            pool = self._pools.get(principal.models)
+            if pool is None:
+                pool = self._pools[principal.models] = self.pool.restricted(principal.may_use)
+            return strategy, pool
+        named = self.pool.resolve(model).name  # the name the key was allowed; its fallbacks only if allowed too
+        pool = self.pool.restricted(lambda name: name == named or principal.may_use(name))
+        return Direct.for_model(pool, model), pool

@@ -9,14 +9,14 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from gateway.core.errors import ModelNotFound
+from gateway.core.errors import ModelNotAllowed
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.stream import response_to_chunks
 from gateway.core.types import ChatRequest, ChatResponse, Chunk
 from strategies._ranking import eligible
 from strategies.base import Strategy, StrategyMeta
 
-__all__ = ["Kind", "Options", "ReplayStream", "candidates_of", "resolve"]
+__all__ = ["Kind", "Options", "ReplayStream", "allowed", "candidates_of", "resolve"]
 
 
 class Options(BaseModel):
@@ -40,16 +40,25 @@ class Kind(Generic[OptionsT]):
     takes_arms: bool = False
 
 
+def allowed(pool: ProviderPool, names: Sequence[str]) -> list[Deployment]:
+    """The named deployments that are in `pool`. Names are validated when the config loads, so a missing one
+    is outside what the caller's key may use (the pool a strategy gets is narrowed to the key's model globs)."""
+    return [pool[name] for name in names if name in pool]
+
+
 def resolve(pool: ProviderPool, names: Sequence[str]) -> list[Deployment]:
-    try:
-        return [pool.resolve(name) for name in names]
-    except ModelNotFound as exc:  # validated at load; reaching this means the pool changed underneath
-        raise ModelNotFound(f"strategy refers to an unknown deployment: {exc.message}") from None
+    """Like `allowed`, but none left is a 403: the alias has nothing this key may call."""
+    found = allowed(pool, names)
+    if names and not found:
+        raise ModelNotAllowed("None of the deployments this alias uses is allowed for this key.", param="model")
+    return found
 
 
 def candidates_of(pool: ProviderPool, names: Sequence[str] | None, request: ChatRequest) -> list[Deployment]:
     """The configured candidates (or the whole pool) that can serve this request."""
     chosen = resolve(pool, names) if names else list(pool.values())
+    if not chosen:
+        raise ModelNotAllowed("None of the deployments this alias uses is allowed for this key.", param="model")
     return eligible(chosen, request) or chosen
 
 

@@ -14,7 +14,7 @@ from gateway.core.errors import AllProvidersFailed, UpstreamError
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.types import ChatRequest, ChatResponse
 from strategies._accept import rejection
-from strategies._common import Kind, Options, ReplayStream, candidates_of, resolve
+from strategies._common import Kind, Options, ReplayStream, allowed, candidates_of
 from strategies._fanout import Prefixed, has_content, until_content
 from strategies._ranking import by_cost, by_quality
 from strategies.base import Strategy, StrategyContext, StrategyResult, StrategyStream
@@ -91,7 +91,10 @@ class Cost:
         reason = rejection(answer)
         if reason is not None or self.options.judge is None:
             return reason
-        judge = resolve(pool, [self.options.judge])[0]
+        judges = allowed(pool, [self.options.judge])
+        if not judges:  # the judge is outside this key's models: the plain acceptance check decides
+            return reason
+        judge = judges[0]
         prompt = request.with_messages(
             [
                 {

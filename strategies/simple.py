@@ -16,7 +16,7 @@ from pydantic import Field
 from gateway.core.errors import UpstreamError
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.types import ChatRequest, ChatResponse
-from strategies._common import Kind, Options, ReplayStream, candidates_of, resolve
+from strategies._common import Kind, Options, ReplayStream, allowed, candidates_of
 from strategies._fanout import gather_all
 from strategies._ranking import by_quality
 from strategies._synthesis import analysis_request, layer_request, synthesis_request
@@ -51,7 +51,7 @@ class Simple:
             proposers = candidates_of(pool, self.options.candidates, request)
         else:
             proposers = ranked[: self.default_k]
-        leads = resolve(pool, [self.options.lead]) if self.options.lead else []
+        leads = allowed(pool, [self.options.lead]) if self.options.lead else []
         leads += [d for d in ranked if d not in leads]
         return proposers, leads
 

@@ -6,7 +6,7 @@ is routed there; strategy aliases are resolved by the service, not here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gateway.core.errors import ModelNotFound
@@ -75,6 +75,13 @@ class ProviderPool(Mapping[str, Deployment]):
                 f"The model '{bounded(model)}' does not exist or is not served by this gateway", param="model"
             )
         return deployment
+
+    def restricted(self, keep: Callable[[str], bool]) -> ProviderPool:
+        """The deployments whose `provider/model` name `keep` accepts, with the fallbacks among them."""
+        kept = [d for d in self._by_name.values() if keep(d.name)]
+        names = {d.name for d in kept}
+        fallbacks = {k: [t for t in v if t in names] for k, v in self.fallbacks.items() if k in names}
+        return ProviderPool(kept, fallbacks)
 
     def chain(self, deployment: Deployment) -> list[Deployment]:
         """The deployment followed by its configured fallbacks, in order."""

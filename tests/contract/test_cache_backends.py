@@ -49,9 +49,11 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[CacheBackend]
 
 
 @pytest.fixture
-def cache(backend: CacheBackend) -> ResponseCache:
+async def cache(backend: CacheBackend) -> AsyncIterator[ResponseCache]:
     # compress_over small, so the compressed path is exercised on both backends
-    return ResponseCache(backend, ttl_s=60, max_ttl_s=120, compress_over=64, lock_wait_s=2)
+    cache = ResponseCache(backend, ttl_s=60, max_ttl_s=120, compress_over=64, lock_wait_s=2)
+    yield cache
+    await cache.drain()  # background writes (a lock released after a miss) land before the backend closes
 
 
 async def fill(cache: ResponseCache, body: dict[str, Any], scope: str = "k:a", **kw: Any) -> str:
