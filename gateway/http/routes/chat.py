@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from gateway.core.aio import start
 from gateway.core.errors import GatewayError, InvalidRequest, MethodNotAllowed, PayloadTooLarge
 from gateway.core.types import ChatRequest, Chunk, parse_chat_request
 from gateway.http.edge import ASGIApp, Message, Receive, Scope, Send
@@ -31,6 +32,7 @@ __all__ = ["chat_route"]
 log = logging.getLogger("ultra_gateway")
 
 _DONE = b"data: [DONE]\n\n"
+_COALESCE_BYTES = 1 << 16  # ready events sent together, up to about this much
 _JSON = (b"content-type", b"application/json")
 _SSE = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -157,19 +159,39 @@ async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, st
 
 
 async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str) -> None:
-    """Each chunk serialized once and sent as it comes (never buffered). After the first byte, a failure is one
-    error event and the end."""
+    """Each chunk serialized once and sent as soon as it is ready, never held for a later one: the chunks that
+    are ready together (decoded from one upstream read) go out in one message, one socket write instead of one
+    per event. After the first byte, a failure is one error event and the end."""
     dumps = orjson.dumps
+    iterator = chunks.__aiter__()
+    ready: list[bytes] = []  # events ready and not sent yet
+    size = 0
     try:
-        async for chunk in chunks:
-            await send({"type": "http.response.body", "body": b"data: " + dumps(chunk) + b"\n\n", "more_body": True})
+        while True:
+            done, chunk = start(iterator.__anext__())
+            if not done or size > _COALESCE_BYTES:
+                if ready:
+                    try:
+                        await send({"type": "http.response.body", "body": b"".join(ready), "more_body": True})
+                    except BaseException:
+                        if not done:
+                            chunk.close()  # type: ignore[union-attr]
+                        raise
+                    ready, size = [], 0
+                if not done:
+                    chunk = await chunk  # type: ignore[misc]
+            event = b"data: " + dumps(chunk) + b"\n\n"
+            ready.append(event)
+            size += len(event)
+    except StopAsyncIteration:
         tail = _DONE
     except GatewayError as exc:
         tail = error_event(exc)
     except Exception:
         log.exception("stream failed in request %s", request_id)
         tail = error_event(internal(request_id))
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
+    ready.append(tail)
+    await send({"type": "http.response.body", "body": b"".join(ready), "more_body": False})
 
 
 async def _until_disconnect(sending: Coroutine[Any, Any, None], receive: Receive) -> None:
