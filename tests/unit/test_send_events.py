@@ -31,7 +31,9 @@ async def test_ready_chunks_share_a_message_and_a_wait_flushes_them_first() -> N
         yield {"n": 3}
         yield {"n": 4}
 
-    await _send_events(chunks(), send, "req_1")
+    waits: list[int] = []
+    await _send_events(chunks(), send, "req_1", before_wait=lambda: waits.append(len(sent)))
+    assert waits == [1]  # called once, before the one wait, after the ready chunks went out
     bodies = [m["body"] for m in sent]
     assert bodies == [event({"n": 1}) + event({"n": 2}), event({"n": 3}) + event({"n": 4}) + b"data: [DONE]\n\n"]
     assert [m["more_body"] for m in sent] == [True, False]

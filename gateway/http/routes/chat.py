@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
-from typing import Any
 
 import orjson
 
@@ -95,7 +94,7 @@ async def _chat_completions(gateway: Gateway, scope: Scope, receive: Receive, se
     async with stack:  # closes every upstream response, also when the client went away
         rendered_headers = encode(answer_headers(opened.meta, opened.cache, opened.limits))
         await send({"type": "http.response.start", "status": 200, "headers": [*_SSE, *rendered_headers]})
-        await _until_disconnect(_send_events(opened.chunks, send, caller.request_id), receive)
+        await _until_disconnect(opened.chunks, send, receive, caller.request_id)
 
 
 _HINT_PREFIX = "x-ultra-"
@@ -158,10 +157,13 @@ async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, st
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str) -> None:
+async def _send_events(
+    chunks: AsyncIterator[Chunk], send: Send, request_id: str, before_wait: Callable[[], None] | None = None
+) -> None:
     """Each chunk serialized once and sent as soon as it is ready, never held for a later one: the chunks that
     are ready together (decoded from one upstream read) go out in one message, one socket write instead of one
-    per event. After the first byte, a failure is one error event and the end."""
+    per event. `before_wait` is called before each wait for a chunk. After the first byte, a failure is one error
+    event and the end."""
     dumps = orjson.dumps
     iterator = chunks.__aiter__()
     ready: list[bytes] = []  # events ready and not sent yet
@@ -179,6 +181,8 @@ async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str
                         raise
                     ready, size = [], 0
                 if not done:
+                    if before_wait is not None:
+                        before_wait()
                     chunk = await chunk  # type: ignore[misc]
             event = b"data: " + dumps(chunk) + b"\n\n"
             ready.append(event)
@@ -194,26 +198,44 @@ async def _send_events(chunks: AsyncIterator[Chunk], send: Send, request_id: str
     await send({"type": "http.response.body", "body": b"".join(ready), "more_body": False})
 
 
-async def _until_disconnect(sending: Coroutine[Any, Any, None], receive: Receive) -> None:
-    """Run the sender until it ends or the client hangs up, whichever is first. A hang-up cancels the sender, so
-    the upstream streams are closed at once rather than read to their end into a dead socket."""
-    me = asyncio.current_task()
-    assert me is not None
-    hung_up = False
+class _HangUp:
+    """Cancels the serving task when the client hangs up, so the upstream streams are closed at once rather than
+    read to their end into a dead socket. It watches from the sender's first wait for the upstream on: a stream
+    whose events are all ready is sent at once and needs no watcher (a task per stream)."""
 
-    async def watch() -> None:
-        nonlocal hung_up
-        while (await receive())["type"] != "http.disconnect":
+    __slots__ = ("_receive", "_watcher", "hung_up", "task")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self._receive = receive
+        self._watcher: asyncio.Future[None] | None = None
+        self.hung_up = False
+
+    def watch(self) -> None:
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
             pass
-        hung_up = True
-        me.cancel()
+        self.hung_up = True
+        self.task.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+async def _until_disconnect(chunks: AsyncIterator[Chunk], send: Send, receive: Receive, request_id: str) -> None:
+    """Send the events until they end or the client hangs up, whichever is first."""
+    hang_up = _HangUp(receive)
     try:
-        await sending
+        await _send_events(chunks, send, request_id, before_wait=hang_up.watch)
     except asyncio.CancelledError:
-        if not hung_up:
+        if not hang_up.hung_up:
             raise  # cancelled from outside (server shutdown): not ours to swallow
-        me.uncancel()
+        hang_up.task.uncancel()
     finally:
-        watcher.cancel()
+        hang_up.stop()
