@@ -328,13 +328,55 @@ class Peer:
     proc: Proc
     url: str
     rows: dict[str, list[float]] = field(default_factory=dict)
+    stopped_rss_mib: float | None = None  # peak RSS, kept when the peer is stopped before the table
 
     def record(self, key: str, value: float) -> None:
         self.rows.setdefault(key, []).append(value)
 
+    def peak_rss_mib(self) -> float:
+        return self.stopped_rss_mib or self.proc.status_kib("VmHWM") / 1024
+
     def median(self, key: str) -> float | None:
         values = self.rows.get(key)
         return statistics.median(values) if values else None
+
+
+def warm_up(peer: Peer) -> None:
+    wrk(peer.url, 16, 1, "up/m")
+    wrk(peer.url, 16, 1, "up/m", stream=True)
+
+
+class Direct:
+    """The upstream called directly, measured once per round; `compare` measures a peer against it."""
+
+    def __init__(self, url: str, slow_url: str, stream_count: int, seconds: float, slow: bool) -> None:
+        self.url, self.slow_url = url, slow_url
+        self.stream_count, self.seconds, self.slow = stream_count, seconds, slow
+
+    def measure(self) -> None:
+        self.unloaded = wrk(self.url, 1, self.seconds, "up/m", latency=True)
+        self.paced = streams(self.url, PACED, self.stream_count)
+        self.at_200 = open_loop(self.url, "up/m", 200, self.seconds)
+        self.slow_200 = open_loop(self.slow_url, "slow/m", 200, self.seconds) if self.slow else None
+
+    def compare(self, peer: Peer) -> None:
+        seconds = self.seconds
+        for key, stream in (("rps_cpu", False), ("streams_cpu", True)):
+            cpu = peer.proc.cpu_s()
+            result = wrk(peer.url, 16 if stream else 64, seconds, "up/m", unique=True, stream=stream)
+            used = peer.proc.cpu_s() - cpu
+            peer.record(key, result["rps"] * seconds / used if used else 0)
+        one = wrk(peer.url, 1, seconds, "up/m", latency=True, unique=True)
+        peer.record("added_p50_unloaded", one["p50"] - self.unloaded["p50"])
+        loaded = open_loop(peer.url, "up/m", 200, seconds)
+        peer.record("added_p50_200rps", loaded["p50"] - self.at_200["p50"])
+        peer.record("added_p99_200rps", loaded["p99"] - self.at_200["p99"])
+        if self.slow_200 is not None:
+            loaded = open_loop(peer.url, "slow/m", 200, seconds)
+            peer.record("added_p50_200rps_50ms", loaded["p50"] - self.slow_200["p50"])
+            peer.record("added_p99_200rps_50ms", loaded["p99"] - self.slow_200["p99"])
+        timed = streams(peer.url, PACED, self.stream_count)
+        peer.record("stream_added_ttfe", timed["ttfe"] - self.paced["ttfe"])
 
 
 def export_ref(ref: str, into: Path) -> Path:
@@ -399,18 +441,7 @@ def main() -> int:
         if args.baseline:
             gateways(f"@{args.baseline}", export_ref(args.baseline, Path(tmp) / "baseline"))
         litellm = LITELLM_VENV / "bin" / "litellm"
-        if args.no_litellm:
-            pass
-        elif litellm.exists():
-            config = Path(tmp) / "litellm.yaml"
-            config.write_text(litellm_config(fast_port, slow_port))
-            port = free_port()
-            command = [str(litellm), "--config", str(config), "--port", str(port), "--num_workers", "1"]
-            env = {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "NO_DOCS": "True", "LITELLM_MASTER_KEY": KEY}
-            proc = Proc(command, core=0, env=env, port=port, wait_s=180)
-            procs.append(proc)
-            peers["litellm"] = Peer(proc, f"http://127.0.0.1:{port}/v1/chat/completions")
-        else:
+        if not args.no_litellm and not litellm.exists():
             notes.append(
                 f"LiteLLM skipped: no venv at {LITELLM_VENV} (create it with `python3 -m venv {LITELLM_VENV} && "
                 f"{LITELLM_VENV}/bin/pip install 'litellm[proxy]'`)."
@@ -419,32 +450,13 @@ def main() -> int:
         slow_direct = f"http://127.0.0.1:{slow_port}/v1/chat/completions"
         stream_count = 30 if args.full else 15
 
+        base = Direct(direct, slow_direct, stream_count, seconds, bool(args.full))
         for peer in peers.values():  # warm up every peer once, both kinds of answer
-            wrk(peer.url, 16, 1, "up/m")
-            wrk(peer.url, 16, 1, "up/m", stream=True)
+            warm_up(peer)
         for _ in range(rounds):
-            unloaded = wrk(direct, 1, seconds, "up/m", latency=True)
-            paced = streams(direct, PACED, stream_count)
-            direct_200 = open_loop(direct, "up/m", 200, seconds)
-            slow_200 = open_loop(slow_direct, "slow/m", 200, seconds) if args.full else None
+            base.measure()
             for peer in peers.values():
-                for key, stream in (("rps_cpu", False), ("streams_cpu", True)):
-                    cpu = peer.proc.cpu_s()
-                    result = wrk(peer.url, 16 if stream else 64, seconds, "up/m", unique=True, stream=stream)
-                    used = peer.proc.cpu_s() - cpu
-                    peer.record(key, result["rps"] * seconds / used if used else 0)
-                one = wrk(peer.url, 1, seconds, "up/m", latency=True, unique=True)
-                peer.record("added_p50_unloaded", one["p50"] - unloaded["p50"])
-                loaded = open_loop(peer.url, "up/m", 200, seconds)
-                peer.record("added_p50_200rps", loaded["p50"] - direct_200["p50"])
-                peer.record("added_p99_200rps", loaded["p99"] - direct_200["p99"])
-                if slow_200 is not None:
-                    loaded = open_loop(peer.url, "slow/m", 200, seconds)
-                    peer.record("added_p50_200rps_50ms", loaded["p50"] - slow_200["p50"])
-                    peer.record("added_p99_200rps_50ms", loaded["p99"] - slow_200["p99"])
-                timed = streams(peer.url, PACED, stream_count)
-                peer.record("stream_added_ttfe", timed["ttfe"] - paced["ttfe"])
-                peer.record("stream_added_total", timed["total"] - paced["total"])
+                base.compare(peer)
             for peer in peers.values():  # ratios within the round: the noise of the round cancels
                 for key in ("rps_cpu", "streams_cpu"):
                     for floor in ("bare", "litestar"):
@@ -452,6 +464,26 @@ def main() -> int:
             if "gateway+all" in peers:
                 hit = wrk(peers["gateway+all"].url, 1, seconds, "up/m", latency=True)  # a hit after the first
                 peers["gateway+all"].record("cache_hit_p50_ms", hit["p50"])
+        if not args.no_litellm and litellm.exists():
+            # Alone on the peer core, after the others: its background work would otherwise disturb their
+            # latencies. Its ratios are to the floors' medians.
+            config = Path(tmp) / "litellm.yaml"
+            config.write_text(litellm_config(fast_port, slow_port))
+            port = free_port()
+            command = [str(litellm), "--config", str(config), "--port", str(port), "--num_workers", "1"]
+            env = {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "NO_DOCS": "True", "LITELLM_MASTER_KEY": KEY}
+            proc = Proc(command, core=0, env=env, port=port, wait_s=180)
+            procs.append(proc)
+            peer = peers["litellm"] = Peer(proc, f"http://127.0.0.1:{port}/v1/chat/completions")
+            warm_up(peer)
+            for _ in range(min(rounds, 2)):
+                base.measure()
+                base.compare(peer)
+            for key in ("rps_cpu", "streams_cpu"):
+                for floor in ("bare", "litestar"):
+                    peer.rows[f"{key}_x{floor}"] = [value / (peers[floor].median(key) or 1) for value in peer.rows[key]]
+            peer.stopped_rss_mib = peer.peak_rss_mib()
+            proc.stop()
         # slow/m: one direct call to the same 50 ms deployment, for comparison (what any request pays on top of
         # its upstream call here, fan-out or not)
         count = 30 if args.full else 15
@@ -511,7 +543,7 @@ def print_table(
     )
     head = (
         "| peer | whole req/CPU-s | xbare | xlitestar | streams/CPU-s | xbare | xlitestar | added p50 unloaded ms | "
-        "added p50 / p99 @200 rps ms | added first event ms | added whole stream ms | start-up s | peak RSS MiB |"
+        "added p50 / p99 @200 rps ms | added first event ms | start-up s | peak RSS MiB |"
     )
     if slow:
         head += " same @200 rps, 50 ms upstream p50 / p99 |"
@@ -526,8 +558,8 @@ def print_table(
             f"| {name} | {cell('rps_cpu', '{:.0f}')} | {cell('rps_cpu_xbare')} | {cell('rps_cpu_xlitestar')} | "
             f"{cell('streams_cpu', '{:.0f}')} | {cell('streams_cpu_xbare')} | {cell('streams_cpu_xlitestar')} | "
             f"{cell('added_p50_unloaded')} | {cell('added_p50_200rps')} / {cell('added_p99_200rps')} | "
-            f"{cell('stream_added_ttfe')} | {cell('stream_added_total')} | {peer.proc.startup_s:.2f} | "
-            f"{peer.proc.status_kib('VmHWM') / 1024:.0f} |"
+            f"{cell('stream_added_ttfe')} | {peer.proc.startup_s:.2f} | "
+            f"{peer.peak_rss_mib():.0f} |"
         )
         if slow:
             line += f" {cell('added_p50_200rps_50ms')} / {cell('added_p99_200rps_50ms')} |"
@@ -557,7 +589,7 @@ def print_targets(peers: dict[str, Peer], fanout: dict[str, list[float] | None])
             return None
         return max(values) - (statistics.median(direct or [0]) if beyond_direct else 0)
 
-    rss = max(p.proc.status_kib("VmHWM") for n, p in peers.items() if n.startswith("gateway")) / 1024
+    rss = max(p.peak_rss_mib() for n, p in peers.items() if n.startswith("gateway"))
     checks: list[tuple[str, float | None, float, bool]] = [  # what, value, bound, higher is better
         ("streams/CPU-s, gateway x litestar floor", gateway.median("streams_cpu_xlitestar"), 0.8, True),
         ("added time to first event, gateway, ms", gateway.median("stream_added_ttfe"), 0.6, False),
