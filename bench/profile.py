@@ -1,11 +1,12 @@
 """Where the gateway's CPU goes under load: py-spy samples the gateway while wrk drives it, then the stacks are
 summed per function (self time and inclusive time) and printed as two tables.
 
-    python -m bench.profile [--limits] [--cache] [--otel] [--seconds 10] [--out stacks.txt]
+    python -m bench.profile [--stream] [--limits] [--cache] [--otel] [--auth] [--seconds 10] [--out stacks.txt]
 
 Starts (and stops, by PID) the raw upstream and the gateway pinned to core 0, as `bench/run.py` does; with
 --limits and --cache a redis-server backs a rate limit and the response cache (every request a miss), with
---otel spans are exported over OTLP/HTTP. Needs `wrk` (Debian) and `py-spy` (`pip install -e ".[bench]"`); py-spy
+--otel spans are exported over OTLP/HTTP, with --auth requests carry an API key the gateway checks; with --stream
+every request is a stream of 16 events. Needs `wrk` (Debian) and `py-spy` (`pip install -e ".[bench]"`); py-spy
 needs permission to read the gateway's memory (root, or ptrace allowed). Not a test: CI does not run it.
 """
 
@@ -19,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.run import PY, Proc, free_port, gateway_config, start_gateway, start_redis, started, wrk
+from bench.run import PY, ROOT, Proc, free_port, gateway_config, start_gateway, start_redis, started, wrk
 
 
 def summarise(stacks: Path, top: int) -> str:
@@ -49,7 +50,7 @@ def _short(frame: str) -> str:
     """`handle (litestar/routes/http.py:80)` → `handle (litestar/routes/http.py)`: lines merged per function."""
     name, _, where = frame.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+    for marker in ("site-packages/", str(ROOT) + "/", "lib/python3"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{name} ({path})"
@@ -60,6 +61,8 @@ def main() -> int:
     parser.add_argument("--limits", action="store_true", help="a Redis rate limit on every request")
     parser.add_argument("--cache", action="store_true", help="the Redis response cache (every request a miss)")
     parser.add_argument("--otel", action="store_true", help="spans exported over OTLP/HTTP")
+    parser.add_argument("--auth", action="store_true", help="API key auth on")
+    parser.add_argument("--stream", action="store_true", help="streams (16 SSE events each) instead of answers")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--top", type=int, default=40)
@@ -77,9 +80,9 @@ def main() -> int:
         redis_url = start_redis(procs) if args.limits or args.cache else None
         env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{fast}/v1/traces"} if args.otel else {}
         config = Path(tmp) / "gateway.yaml"
-        config.write_text(gateway_config(fast, fast, redis_url, cache=args.cache, limits=args.limits))
+        config.write_text(gateway_config(fast, fast, redis_url, cache=args.cache, limits=args.limits, auth=args.auth))
         gateway, url = start_gateway(procs, config, env)
-        wrk(url, args.connections, 1, "up/m", unique=True)  # warm up
+        wrk(url, args.connections, 1, "up/m", unique=True, stream=args.stream)  # warm up
         stacks = Path(args.out or Path(tmp) / "stacks.txt")
         record = ["record", "-p", str(gateway.pid), "-d", str(args.seconds + 1), "-r", "400", "-f", "raw"]
         spy_proc = subprocess.Popen(
@@ -88,7 +91,7 @@ def main() -> int:
             stderr=subprocess.DEVNULL,
         )
         try:
-            result = wrk(url, args.connections, args.seconds, "up/m", unique=True)
+            result = wrk(url, args.connections, args.seconds, "up/m", unique=True, stream=args.stream)
         finally:
             spy_proc.wait(timeout=args.seconds + 30)
         print(f"wrk c={args.connections}: {result['rps']:.0f} req/s while sampled\n")

@@ -1,14 +1,30 @@
-"""The load benchmark: the gateway against a minimal passthrough (the floor) and a direct call, in one run.
+"""The load benchmark: the gateway against two floors, a direct call and (optionally) LiteLLM, in one run.
 
-    python bench/run.py [--quick | --full] [--soak]
+    python bench/run.py [--quick | --full] [--soak] [--baseline GIT_REF]
 
-Starts (and stops, by PID) a fast raw-asyncio upstream (0 ms and 50 ms variants), the floor (Litestar + aiohttp
-passthrough), the gateway on a direct `provider/model` config, and, when redis-server is installed, the gateway
-with a Redis rate limit and Redis cache. Peers are pinned to core 0, load and upstreams to core 1 (`taskset`).
-Rounds alternate the peers; each figure is the median over rounds with its min-max spread. Throughput is
-requests per second of the peer's own CPU time (utime+stime from /proc), so it does not depend on how hard the
-load generator could push. Added latency is gateway minus direct, paired within a round.
-Needs `wrk` (Debian package). Not a test: CI does not run it.
+Starts (and stops, by PID) a fast raw-asyncio upstream (0 ms and 50 ms variants; streams of 16 events, paced
+ones for the time to first event), then the peers:
+
+- `bare`: a raw ASGI app under uvicorn forwarding through one pooled aiohttp session (`bench/bare.py`), the
+  least any Python proxy on this stack can cost;
+- `litestar`: the same passthrough as a Litestar route (`bench/floor.py`);
+- `gateway`: a direct `provider/model` config, no features (cache, limits, auth and tracing off; the access log
+  is on, as it always is);
+- `gateway+all`: every production feature on: API key auth, a Redis rate limit, the Redis response cache with
+  every request a miss (and its store), every span exported over OTLP/HTTP, the access log;
+- `litellm`: LiteLLM's proxy, when its venv exists (see LITELLM below; never installed from here);
+- with `--baseline REF`: `gateway@REF` and `gateway+all@REF`, the same two configurations run from the code of
+  that git ref (exported with `git archive`), so a change is measured against its parent side by side.
+
+Peers are pinned to core 0, load, upstreams and Redis to core 1 (`taskset`). Rounds alternate the peers; each
+figure is the median over rounds with its min-max spread; ratios are taken within each round, then the median.
+Throughput is requests per second of the peer's own CPU time (utime+stime from /proc, every thread), so it does
+not depend on how hard the load generator could push. Added latency is the peer's minus a direct call to the
+same upstream in the same round. Needs `wrk` (Debian package) and, for the features peer, `redis-server`.
+Not a test: CI does not run it.
+
+LITELLM: `python3 -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install 'litellm[proxy]'` creates the
+venv this looks for (another path: `BENCH_LITELLM_VENV`); without it the peer is skipped with a note.
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -37,6 +54,10 @@ PY = sys.executable
 TICK = os.sysconf("SC_CLK_TCK")
 FANOUT = ("ultra-parallel", "ultra-simple")
 PROMPT = b'{"model":"%s","messages":[{"role":"user","content":"Say hello in five words."}]%s}'
+KEY = "sk-bench-" + "5f0c3a9e2b7d41c8" * 4  # sent to every peer; gateway+all and LiteLLM (its master key) check it
+AUTH = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+PACED = "paced/paced-m"  # a model the upstream streams one event every 2 ms (see bench/upstream.py)
+LITELLM_VENV = Path(os.environ.get("BENCH_LITELLM_VENV", "/tmp/litellm-venv"))
 
 
 def free_port() -> int:
@@ -48,11 +69,21 @@ def free_port() -> int:
 class Proc:
     """A child process in its own process group, pinned to a core, stopped by PID."""
 
-    def __init__(self, args: list[str], core: int, env: dict[str, str] | None = None, ready: str = "") -> None:
+    def __init__(
+        self,
+        args: list[str],
+        core: int,
+        env: dict[str, str] | None = None,
+        ready: str = "",
+        cwd: Path = ROOT,
+        wait_s: float = 30,
+        port: int | None = None,
+    ) -> None:
+        """Ready when a line of its output contains `ready`, or (with `port`) when that port accepts."""
         started = time.monotonic()
         self.popen = subprocess.Popen(
             ["taskset", "-c", str(core), *args],
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -60,17 +91,26 @@ class Proc:
             start_new_session=True,
         )
         self.startup_s = 0.0
+        self.tail: list[str] = []
         self._ready = threading.Event()
         threading.Thread(target=self._drain, args=(ready, started), daemon=True).start()  # pipe never fills
-        if ready and not self._ready.wait(30):
+        deadline = started + wait_s
+        while (ready or port) and not self._ready.wait(0.2):
+            if port and _accepts(port):
+                self.startup_s = time.monotonic() - started
+                break
+            if self.popen.poll() is None and time.monotonic() < deadline:
+                continue
             self.stop()
-            raise RuntimeError(f"{args} was not ready within 30 s")
+            raise RuntimeError(f"{args} was not ready within {wait_s:.0f} s:\n{''.join(self.tail[-20:])}")
 
     def _drain(self, ready: str, started: float) -> None:
         for line in self.popen.stdout or ():
-            if ready and ready in line and not self._ready.is_set():
-                self.startup_s = time.monotonic() - started
-                self._ready.set()
+            if not self._ready.is_set():
+                self.tail.append(line)
+                if ready and ready in line:
+                    self.startup_s = time.monotonic() - started
+                    self._ready.set()
 
     @property
     def pid(self) -> int:
@@ -96,6 +136,14 @@ class Proc:
                 self.popen.wait(10)
 
 
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
 @contextmanager
 def started(procs: list[Proc]) -> Iterator[None]:
     try:
@@ -109,7 +157,13 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(
-    url: str, connections: int, seconds: float, model: str, latency: bool = False, unique: bool = False
+    url: str,
+    connections: int,
+    seconds: float,
+    model: str,
+    latency: bool = False,
+    unique: bool = False,
+    stream: bool = False,
 ) -> dict[str, float]:
     args = [
         "taskset",
@@ -124,19 +178,19 @@ def wrk(
     ]
     if latency:
         args.append("--latency")
-    out = subprocess.run(
-        [*args, url],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "BENCH_MODEL": model, "BENCH_UNIQUE": "1" if unique else "0"},
-        timeout=seconds + 30,
-        check=True,
-    ).stdout
+    env = {
+        **os.environ,
+        "BENCH_MODEL": model,
+        "BENCH_UNIQUE": "1" if unique else "0",
+        "BENCH_STREAM": "1" if stream else "0",
+        "BENCH_KEY": KEY,
+    }
+    out = subprocess.run([*args, url], capture_output=True, text=True, env=env, timeout=seconds + 30, check=True).stdout
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
     for pct, value, unit in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", out, re.M):
         result[f"p{pct}"] = float(value) * _UNITS[unit]
-    if re.search(r"Non-2xx", out):
-        raise RuntimeError(f"non-2xx answers from {url} for {model}:\n{out}")
+    if re.search(r"Non-2xx|Socket errors", out):
+        raise RuntimeError(f"errors from {url} for {model}:\n{out}")
     return result
 
 
@@ -147,7 +201,7 @@ async def _open_loop(url: str, model: str, rate: float, seconds: float) -> list[
         async def one(i: int) -> None:
             body = PROMPT % (model.encode(), b',"seed":%d' % (time.time_ns() + i))  # unique: never a cache hit
             start = time.perf_counter()
-            async with session.post(url, data=body, headers={"content-type": "application/json"}) as response:
+            async with session.post(url, data=body, headers=AUTH) as response:
                 await response.read()
                 if response.status != 200:
                     raise RuntimeError(f"{url}: HTTP {response.status}")
@@ -170,12 +224,15 @@ def open_loop(url: str, model: str, rate: float, seconds: float) -> dict[str, fl
 
 
 async def _streams(url: str, model: str, count: int) -> dict[str, float]:
-    body = PROMPT % (model.encode(), b',"stream":true')
+    """Sequential streams over one connection: time to the first `data:` event and to `[DONE]`."""
     first, total = [], []
     async with aiohttp.ClientSession() as session:
-        for _ in range(count):
+        for i in range(count):
+            body = PROMPT % (model.encode(), b',"stream":true,"seed":%d' % (time.time_ns() + i))
             start = time.perf_counter()
-            async with session.post(url, data=body, headers={"content-type": "application/json"}) as response:
+            async with session.post(url, data=body, headers=AUTH) as response:
+                if response.status != 200:
+                    raise RuntimeError(f"{url}: HTTP {response.status}: {await response.text()}")
                 seen_first = False
                 async for line in response.content:
                     if line.startswith(b"data:") and not seen_first:
@@ -184,11 +241,7 @@ async def _streams(url: str, model: str, count: int) -> dict[str, float]:
                     if line.startswith(b"data: [DONE]"):
                         break
             total.append((time.perf_counter() - start) * 1000)
-    return {
-        "ttfe": statistics.median(first),
-        "total": statistics.median(total),
-        "streams_per_s": count / (sum(total) / 1000),
-    }
+    return {"ttfe": statistics.median(first), "total": statistics.median(total)}
 
 
 def streams(url: str, model: str, count: int) -> dict[str, float]:
@@ -203,18 +256,30 @@ def start_redis(procs: list[Proc]) -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
-def start_gateway(procs: list[Proc], config: Path, env: dict[str, str] | None = None) -> tuple[Proc, str]:
-    """The gateway on the peer core, as `ultra-gateway serve` runs it; the process and its chat URL."""
+def start_gateway(
+    procs: list[Proc], config: Path, env: dict[str, str] | None = None, code: Path = ROOT
+) -> tuple[Proc, str]:
+    """The gateway on the peer core, as `ultra-gateway serve` runs it (from the sources in `code`); the process
+    and its chat URL."""
     port = free_port()
     command = [PY, "-m", "gateway", "serve", "--config", str(config), "--port", str(port), "--log-level", "info"]
-    proc = Proc(command, core=0, env=env, ready="Uvicorn running")
+    env = {**(env or {}), "PYTHONPATH": str(code)} if code != ROOT else env
+    proc = Proc(command, core=0, env=env, ready="Uvicorn running", cwd=code)
     procs.append(proc)
     return proc, f"http://127.0.0.1:{port}/v1/chat/completions"
 
 
-def gateway_config(fast: int, slow: int, redis_url: str | None, *, cache: bool = True, limits: bool = True) -> str:
+def gateway_config(
+    fast: int,
+    slow: int,
+    redis_url: str | None,
+    *,
+    cache: bool = True,
+    limits: bool = True,
+    auth: bool = False,
+) -> str:
     """Providers on the raw upstreams; with a Redis URL, the Redis response cache and rate limit (each on unless
-    switched off)."""
+    switched off); with `auth`, one API key (KEY)."""
     cache_yaml = f"{{backend: redis, redis_url: '{redis_url}'}}" if redis_url and cache else "{enabled: false}"
     limits_yaml = (
         f"{{backend: redis, redis_url: '{redis_url}', rpm: 100000000, tpm: 1000000000}}"
@@ -222,16 +287,29 @@ def gateway_config(fast: int, slow: int, redis_url: str | None, *, cache: bool =
         else "{enabled: false}"
     )
     extra = f"cache: {cache_yaml}\nrate_limits: {limits_yaml}\n"
+    if auth:
+        extra += f"auth: {{keys: [{{name: bench, key: '{KEY}', rpm: 100000000, tpm: 1000000000}}]}}\n"
     return f"""
 server: {{expose_metadata: true}}
 providers:
   - {{name: up, kind: openai, base_url: "http://127.0.0.1:{fast}/v1", max_retries: 0, models: [{{id: m}}]}}
+  - {{name: paced, kind: openai, base_url: "http://127.0.0.1:{fast}/v1", max_retries: 0, models: [{{id: paced-m}}]}}
   - {{name: slow, kind: openai, base_url: "http://127.0.0.1:{slow}/v1", max_retries: 0, models: [{{id: m}}]}}
   - {{name: slow2, kind: openai, base_url: "http://127.0.0.1:{slow}/v1", max_retries: 0, models: [{{id: m2}}]}}
 strategies:
   ultra-parallel: {{kind: parallel, candidates: [slow/m, slow2/m2]}}
   ultra-simple: {{kind: simple, candidates: [slow/m, slow2/m2], lead: slow/m}}
 {extra}"""
+
+
+def litellm_config(fast: int, slow: int) -> str:
+    def model(name: str, upstream_model: str, port: int) -> str:
+        return (
+            f"  - model_name: {name}\n    litellm_params: {{model: 'openai/{upstream_model}', "
+            f"api_base: 'http://127.0.0.1:{port}/v1', api_key: sk-upstream}}\n"
+        )
+
+    return "model_list:\n" + model("up/m", "m", fast) + model(PACED, "paced-m", fast) + model("slow/m", "m", slow)
 
 
 def spread(values: list[float], fmt: str = "{:.2f}") -> str:
@@ -245,94 +323,176 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     )
 
 
+@dataclass
+class Peer:
+    proc: Proc
+    url: str
+    rows: dict[str, list[float]] = field(default_factory=dict)
+    stopped_rss_mib: float | None = None  # peak RSS, kept when the peer is stopped before the table
+
+    def record(self, key: str, value: float) -> None:
+        self.rows.setdefault(key, []).append(value)
+
+    def peak_rss_mib(self) -> float:
+        return self.stopped_rss_mib or self.proc.status_kib("VmHWM") / 1024
+
+    def median(self, key: str) -> float | None:
+        values = self.rows.get(key)
+        return statistics.median(values) if values else None
+
+
+def warm_up(peer: Peer) -> None:
+    wrk(peer.url, 16, 1, "up/m")
+    wrk(peer.url, 16, 1, "up/m", stream=True)
+
+
+class Direct:
+    """The upstream called directly, measured once per round; `compare` measures a peer against it."""
+
+    def __init__(self, url: str, slow_url: str, stream_count: int, seconds: float, slow: bool) -> None:
+        self.url, self.slow_url = url, slow_url
+        self.stream_count, self.seconds, self.slow = stream_count, seconds, slow
+
+    def measure(self) -> None:
+        self.unloaded = wrk(self.url, 1, self.seconds, "up/m", latency=True)
+        self.paced = streams(self.url, PACED, self.stream_count)
+        self.at_200 = open_loop(self.url, "up/m", 200, self.seconds)
+        self.slow_200 = open_loop(self.slow_url, "slow/m", 200, self.seconds) if self.slow else None
+
+    def compare(self, peer: Peer) -> None:
+        seconds = self.seconds
+        for key, stream in (("rps_cpu", False), ("streams_cpu", True)):
+            cpu = peer.proc.cpu_s()
+            result = wrk(peer.url, 16 if stream else 64, seconds, "up/m", unique=True, stream=stream)
+            used = peer.proc.cpu_s() - cpu
+            peer.record(key, result["rps"] * seconds / used if used else 0)
+        one = wrk(peer.url, 1, seconds, "up/m", latency=True, unique=True)
+        peer.record("added_p50_unloaded", one["p50"] - self.unloaded["p50"])
+        loaded = open_loop(peer.url, "up/m", 200, seconds)
+        peer.record("added_p50_200rps", loaded["p50"] - self.at_200["p50"])
+        peer.record("added_p99_200rps", loaded["p99"] - self.at_200["p99"])
+        if self.slow_200 is not None:
+            loaded = open_loop(peer.url, "slow/m", 200, seconds)
+            peer.record("added_p50_200rps_50ms", loaded["p50"] - self.slow_200["p50"])
+            peer.record("added_p99_200rps_50ms", loaded["p99"] - self.slow_200["p99"])
+        timed = streams(peer.url, PACED, self.stream_count)
+        peer.record("stream_added_ttfe", timed["ttfe"] - self.paced["ttfe"])
+
+
+def export_ref(ref: str, into: Path) -> Path:
+    """The sources of a git ref, as files (no worktree, nothing changed in the repository)."""
+    into.mkdir()
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="5 rounds of 5 s (default: --quick, 3 rounds of 1 s)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, help="override the number of rounds")
     parser.add_argument("--soak", action="store_true", help="also 100k requests on the gateway, RSS before/after")
+    parser.add_argument("--baseline", metavar="GIT_REF", help="also run both gateway peers from this ref's code")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM even when its venv exists")
     args = parser.parse_args()
     rounds, seconds = (5, 5.0) if args.full else (3, 1.0)
+    rounds = args.rounds or rounds
     began = time.monotonic()
     if not shutil.which("wrk"):
         print("wrk is missing: apt-get install wrk", file=sys.stderr)
         return 2
     fast_port, slow_port = free_port(), free_port()
     procs: list[Proc] = []
+    notes: list[str] = []
     with started(procs), tempfile.TemporaryDirectory() as tmp:
         procs.append(Proc([PY, "bench/upstream.py", str(fast_port)], core=1, ready="listening"))
         procs.append(Proc([PY, "bench/upstream.py", str(slow_port), "50"], core=1, ready="listening"))
         redis_url = start_redis(procs) if shutil.which("redis-server") else None
-        peers: dict[str, tuple[Proc, str, str]] = {}
+        if not redis_url:
+            notes.append("redis-server is missing: no gateway+all peer.")
+        floor_env = {
+            "BENCH_UPSTREAM": f"http://127.0.0.1:{fast_port}",
+            "BENCH_SLOW_UPSTREAM": f"http://127.0.0.1:{slow_port}",
+        }
+        # raw upstream answers 200 to any POST, so it doubles as an OTLP/HTTP sink that is never the bottleneck
+        otel = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{fast_port}/v1/traces"}
+        peers: dict[str, Peer] = {}
 
-        def gateway(name: str, redis: str | None, env: dict[str, str] | None = None) -> None:
-            config = Path(tmp) / f"{name}.yaml"
-            config.write_text(gateway_config(fast_port, slow_port, redis))
-            proc, url = start_gateway(procs, config, env)
-            peers[name] = (proc, url, "up/m")
+        def uvicorn(name: str, target: str) -> None:
+            port = free_port()
+            command = [PY, "-m", "uvicorn", target, "--port", str(port), "--log-level", "info", "--no-access-log"]
+            proc = Proc(command, core=0, env=floor_env, ready="Uvicorn running")
+            procs.append(proc)
+            peers[name] = Peer(proc, f"http://127.0.0.1:{port}/v1/chat/completions")
 
-        port = free_port()
-        floor = Proc(
-            [PY, "-m", "uvicorn", "bench.floor:app", "--port", str(port), "--log-level", "info", "--no-access-log"],
-            core=0,
-            env={
-                "BENCH_UPSTREAM": f"http://127.0.0.1:{fast_port}",
-                "BENCH_SLOW_UPSTREAM": f"http://127.0.0.1:{slow_port}",
-            },
-            ready="Uvicorn running",
-        )
-        procs.append(floor)
-        peers["floor"] = (floor, f"http://127.0.0.1:{port}/v1/chat/completions", "up/m")
-        gateway("gateway", None)
-        if redis_url:
-            # Redis rate limit, Redis cache (every request a miss), and OTel spans exported over OTLP/HTTP (the
-            # raw upstream answers 200 to any POST, so it doubles as a collector that is never the bottleneck).
-            otel = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{fast_port}/v1/traces"}
-            gateway("gateway+redis+otel", redis_url, otel)
+        def gateways(suffix: str, code: Path) -> None:
+            config = Path(tmp) / f"gateway{suffix}.yaml"
+            config.write_text(gateway_config(fast_port, slow_port, None))
+            peers["gateway" + suffix] = Peer(*start_gateway(procs, config, code=code))
+            if redis_url:
+                config = Path(tmp) / f"all{suffix}.yaml"
+                config.write_text(gateway_config(fast_port, slow_port, redis_url, auth=True))
+                peers["gateway+all" + suffix] = Peer(*start_gateway(procs, config, otel, code=code))
+
+        uvicorn("bare", "bench.bare:app")
+        uvicorn("litestar", "bench.floor:app")
+        gateways("", ROOT)
+        if args.baseline:
+            gateways(f"@{args.baseline}", export_ref(args.baseline, Path(tmp) / "baseline"))
+        litellm = LITELLM_VENV / "bin" / "litellm"
+        if not args.no_litellm and not litellm.exists():
+            notes.append(
+                f"LiteLLM skipped: no venv at {LITELLM_VENV} (create it with `python3 -m venv {LITELLM_VENV} && "
+                f"{LITELLM_VENV}/bin/pip install 'litellm[proxy]'`)."
+            )
         direct = f"http://127.0.0.1:{fast_port}/v1/chat/completions"
         slow_direct = f"http://127.0.0.1:{slow_port}/v1/chat/completions"
-        rows: dict[str, dict[str, list[float]]] = {name: {} for name in peers}
+        stream_count = 30 if args.full else 15
 
-        def record(peer: str, key: str, value: float) -> None:
-            rows[peer].setdefault(key, []).append(value)
-
-        for _name, (_proc, url, model) in peers.items():  # warm up every peer once
-            wrk(url, 16, 1, model)
+        base = Direct(direct, slow_direct, stream_count, seconds, bool(args.full))
+        for peer in peers.values():  # warm up every peer once, both kinds of answer
+            warm_up(peer)
         for _ in range(rounds):
-            base = wrk(direct, 1, seconds, "up/m", latency=True)
-            for name, (proc, url, model) in peers.items():
-                for connections in (16, 64):
-                    cpu = proc.cpu_s()
-                    result = wrk(url, connections, seconds, model, unique=True)
-                    used = proc.cpu_s() - cpu
-                    record(name, f"rps_cpu_c{connections}", result["rps"] * seconds / used if used else 0)
-                unloaded = wrk(url, 1, seconds, model, latency=True, unique=True)
-                record(name, "added_p50_unloaded", unloaded["p50"] - base["p50"])
-            direct_200 = open_loop(direct, "up/m", 200, seconds)
-            slow_200 = open_loop(slow_direct, "slow/m", 200, seconds)
-            for name in peers:  # the floor too: what this machine adds to any proxy
-                _, url, _ = peers[name]
-                loaded = open_loop(url, "up/m", 200, seconds)
-                record(name, "added_p50_200rps", loaded["p50"] - direct_200["p50"])
-                record(name, "added_p99_200rps", loaded["p99"] - direct_200["p99"])
-                loaded = open_loop(url, "slow/m", 200, seconds)
-                record(name, "added_p50_200rps_50ms", loaded["p50"] - slow_200["p50"])
-                record(name, "added_p99_200rps_50ms", loaded["p99"] - slow_200["p99"])
-            stream_direct = streams(direct, "up/m", 50)
-            stream_gateway = streams(peers["gateway"][1], "up/m", 50)
-            record("gateway", "stream_added_ttfe", stream_gateway["ttfe"] - stream_direct["ttfe"])
-            record("gateway", "stream_added_total", stream_gateway["total"] - stream_direct["total"])
-            record("gateway", "streams_per_s", stream_gateway["streams_per_s"])
-            if "gateway+redis+otel" in peers:
-                _, url, _ = peers["gateway+redis+otel"]
-                hit = wrk(url, 1, seconds, "up/m", latency=True)  # the same request: a hit after the first
-                record("gateway+redis+otel", "cache_hit_p50_ms", hit["p50"])
+            base.measure()
+            for peer in peers.values():
+                base.compare(peer)
+            for peer in peers.values():  # ratios within the round: the noise of the round cancels
+                for key in ("rps_cpu", "streams_cpu"):
+                    for floor in ("bare", "litestar"):
+                        peer.record(f"{key}_x{floor}", peer.rows[key][-1] / peers[floor].rows[key][-1])
+            if "gateway+all" in peers:
+                hit = wrk(peers["gateway+all"].url, 1, seconds, "up/m", latency=True)  # a hit after the first
+                peers["gateway+all"].record("cache_hit_p50_ms", hit["p50"])
+        if not args.no_litellm and litellm.exists():
+            # Alone on the peer core, after the others: its background work would otherwise disturb their
+            # latencies. Its ratios are to the floors' medians.
+            config = Path(tmp) / "litellm.yaml"
+            config.write_text(litellm_config(fast_port, slow_port))
+            port = free_port()
+            command = [str(litellm), "--config", str(config), "--port", str(port), "--num_workers", "1"]
+            env = {"LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "NO_DOCS": "True", "LITELLM_MASTER_KEY": KEY}
+            proc = Proc(command, core=0, env=env, port=port, wait_s=180)
+            procs.append(proc)
+            peer = peers["litellm"] = Peer(proc, f"http://127.0.0.1:{port}/v1/chat/completions")
+            warm_up(peer)
+            for _ in range(min(rounds, 2)):
+                base.measure()
+                base.compare(peer)
+            for key in ("rps_cpu", "streams_cpu"):
+                for floor in ("bare", "litestar"):
+                    peer.rows[f"{key}_x{floor}"] = [value / (peers[floor].median(key) or 1) for value in peer.rows[key]]
+            peer.stopped_rss_mib = peer.peak_rss_mib()
+            proc.stop()
         # slow/m: one direct call to the same 50 ms deployment, for comparison (what any request pays on top of
         # its upstream call here, fan-out or not)
         count = 30 if args.full else 15
-        fanout = {model: fanout_overhead(peers["gateway"][1], model, count) for model in ("slow/m", *FANOUT)}
-        soak = soak_rss(peers["gateway"][0], peers["gateway"][1]) if args.soak else None
-        floor_c16 = statistics.median(rows["floor"]["rps_cpu_c16"])
-        print_table(rows, peers, floor_c16, fanout, soak, rounds, seconds)
+        fanout = {model: fanout_overhead(peers["gateway"].url, model, count) for model in ("slow/m", *FANOUT)}
+        soak = soak_rss(peers["gateway"].proc, peers["gateway"].url) if args.soak else None
+        print_table(peers, fanout, soak, rounds, seconds, bool(args.full))
+        print_targets(peers, fanout)
+        for note in notes:
+            print(f"\nNote: {note}")
         print(f"\nThe whole run took {time.monotonic() - began:.0f} s.")
     return 0
 
@@ -346,9 +506,7 @@ def fanout_overhead(url: str, alias: str, count: int) -> list[float] | None:
         async with aiohttp.ClientSession() as session:
             for _ in range(count):
                 start = time.perf_counter()
-                async with session.post(
-                    url, data=PROMPT % (alias.encode(), b""), headers={"content-type": "application/json"}
-                ) as response:
+                async with session.post(url, data=PROMPT % (alias.encode(), b""), headers=AUTH) as response:
                     if response.status != 200:
                         return None
                     body = await response.json()
@@ -371,39 +529,44 @@ def soak_rss(proc: Proc, url: str) -> tuple[int, int, float]:
 
 
 def print_table(
-    rows: dict[str, dict[str, list[float]]],
-    peers: dict[str, tuple[Proc, str, str]],
-    floor_c16: float,
+    peers: dict[str, Peer],
     fanout: dict[str, list[float] | None],
     soak: tuple[int, int, float] | None,
     rounds: int,
     seconds: float,
+    slow: bool,
 ) -> None:
-    def cell(peer: str, key: str, fmt: str = "{:.2f}") -> str:
-        return spread(rows.get(peer, {}).get(key, []), fmt)
+    print(f"\n{rounds} rounds x {seconds:.0f} s per measurement; median (min-max). Peers on core 0, load on core 1.")
+    print(
+        "Whole answers: wrk c=64, every body unique. Streams: wrk c=16, 16 SSE events per answer. Time to first "
+        "event: sequential streams paced at one event per 2 ms. Ratios are per round.\n"
+    )
+    head = (
+        "| peer | whole req/CPU-s | xbare | xlitestar | streams/CPU-s | xbare | xlitestar | added p50 unloaded ms | "
+        "added p50 / p99 @200 rps ms | added first event ms | start-up s | peak RSS MiB |"
+    )
+    if slow:
+        head += " same @200 rps, 50 ms upstream p50 / p99 |"
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
+    for name, peer in peers.items():
 
-    print(f"\n{rounds} rounds x {seconds:.0f} s per measurement; median (min-max). Peers on core 0, load on core 1.\n")
-    print(
-        "| peer | req/CPU-s c=16 | xfloor | req/CPU-s c=64 | added p50 unloaded ms | added p50 @200 rps ms | "
-        "added p99 @200 rps ms | same, 50 ms upstream p50 / p99 | start-up s | peak RSS MiB |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, (proc, _, _) in peers.items():
-        c16 = rows[name].get("rps_cpu_c16", [])
-        ratio = f"{statistics.median(c16) / floor_c16:.2f}" if c16 else "n/a"
-        slow = f"{cell(name, 'added_p50_200rps_50ms')} / {cell(name, 'added_p99_200rps_50ms')}"
-        rss = proc.status_kib("VmHWM") / 1024
-        print(
-            f"| {name} | {cell(name, 'rps_cpu_c16', '{:.0f}')} | {ratio} | {cell(name, 'rps_cpu_c64', '{:.0f}')} | "
-            f"{cell(name, 'added_p50_unloaded')} | {cell(name, 'added_p50_200rps')} | "
-            f"{cell(name, 'added_p99_200rps')} | {slow} | {proc.startup_s:.2f} | {rss:.0f} |"
+        def cell(key: str, fmt: str = "{:.2f}", peer: Peer = peer) -> str:
+            return spread(peer.rows.get(key, []), fmt)
+
+        line = (
+            f"| {name} | {cell('rps_cpu', '{:.0f}')} | {cell('rps_cpu_xbare')} | {cell('rps_cpu_xlitestar')} | "
+            f"{cell('streams_cpu', '{:.0f}')} | {cell('streams_cpu_xbare')} | {cell('streams_cpu_xlitestar')} | "
+            f"{cell('added_p50_unloaded')} | {cell('added_p50_200rps')} / {cell('added_p99_200rps')} | "
+            f"{cell('stream_added_ttfe')} | {peer.proc.startup_s:.2f} | "
+            f"{peer.peak_rss_mib():.0f} |"
         )
-    print(
-        f"\nStreaming (gateway vs direct, 50 sequential streams per round): added time to first event "
-        f"{cell('gateway', 'stream_added_ttfe')} ms, added total {cell('gateway', 'stream_added_total')} ms, "
-        f"{cell('gateway', 'streams_per_s', '{:.0f}')} streams/s sequential."
-    )
-    print(f"Cache hit on Redis, end to end, 1 connection: p50 {cell('gateway+redis+otel', 'cache_hit_p50_ms')} ms.")
+        if slow:
+            line += f" {cell('added_p50_200rps_50ms')} / {cell('added_p99_200rps_50ms')} |"
+        print(line)
+    if "gateway+all" in peers:
+        hit = spread(peers["gateway+all"].rows.get("cache_hit_p50_ms", []))
+        print(f"\nCache hit on Redis (gateway+all), end to end, 1 connection: p50 {hit} ms.")
     for model, overhead in fanout.items():
         what = "one direct call (for comparison)" if model not in FANOUT else "fan-out"
         print(f"{model} ({what}), beyond its critical path of upstream calls: {spread(overhead or [])} ms")
@@ -413,6 +576,38 @@ def print_table(
             f"Soak: 100k requests in {secs:.0f} s, RSS {before / 1024:.1f} → {after / 1024:.1f} MiB "
             f"({(after - before) / before * 100:+.1f} %)."
         )
+
+
+def print_targets(peers: dict[str, Peer], fanout: dict[str, list[float] | None]) -> None:
+    """This round's targets, each against the value measured above."""
+    gateway, full = peers["gateway"], peers.get("gateway+all")
+
+    def fanout_worst(beyond_direct: bool = False) -> float | None:
+        values = [statistics.median(fanout[m] or [0]) for m in FANOUT if fanout.get(m)]
+        direct = fanout.get("slow/m")
+        if not values or (beyond_direct and not direct):
+            return None
+        return max(values) - (statistics.median(direct or [0]) if beyond_direct else 0)
+
+    rss = max(p.peak_rss_mib() for n, p in peers.items() if n.startswith("gateway"))
+    checks: list[tuple[str, float | None, float, bool]] = [  # what, value, bound, higher is better
+        ("streams/CPU-s, gateway x litestar floor", gateway.median("streams_cpu_xlitestar"), 0.8, True),
+        ("added time to first event, gateway, ms", gateway.median("stream_added_ttfe"), 0.6, False),
+        ("whole answers/CPU-s, gateway x bare floor", gateway.median("rps_cpu_xbare"), 0.7, True),
+        ("whole answers/CPU-s, gateway+all x litestar floor", full and full.median("rps_cpu_xlitestar"), 0.5, True),
+        ("added p99 @200 rps, gateway, ms", gateway.median("added_p99_200rps"), 1.5, False),
+        ("added p99 @200 rps, gateway+all, ms", full and full.median("added_p99_200rps"), 3.0, False),
+        ("fan-out overhead (worst alias), ms", fanout_worst(), 1.0, False),
+        ("the same, beyond a direct call's own (slow/m above), ms", fanout_worst(beyond_direct=True), 1.0, False),
+        ("peak RSS per worker (worst gateway peer), MiB", rss, 100, False),
+    ]
+    print("\n| target | measured (median) | bound | verdict |\n|---|---|---|---|")
+    for what, value, bound, higher in checks:
+        if value is None:
+            print(f"| {what} | n/a | {bound} | not measured |")
+            continue
+        met = value >= bound if higher else value <= bound
+        print(f"| {what} | {value:.2f} | {'≥' if higher else '≤'} {bound} | {'met' if met else 'MISSED'} |")
 
 
 if __name__ == "__main__":

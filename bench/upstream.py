@@ -1,13 +1,17 @@
 """A fast fixed-answer OpenAI-compatible upstream for the benchmark: raw asyncio HTTP/1.1 with keep-alive.
 
 `python bench/upstream.py PORT [DELAY_MS]`. Non-streaming requests get one fixed `chat.completion`; a body
-containing `"stream":true` gets a fixed SSE stream (role, 8 content chunks, finish, usage, [DONE]). With
-DELAY_MS the answer (or the first event) waits that long, so a slow model can be simulated.
+containing `"stream":true` gets a fixed SSE stream of 16 events (role, 12 content chunks, finish, usage, [DONE]),
+all in one write. With DELAY_MS the answer (or the first event) waits that long, so a slow model can be simulated.
+A stream request for a model whose name starts with `paced` (the upstream model id the gateway sends, or the
+client's `paced/...` that a passthrough forwards) is paced instead: one event every PACE_MS (2), each its own
+write, so a proxy's added time to first event is measured on a stream that cannot arrive in one read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 
 import orjson
@@ -45,7 +49,7 @@ def _chunk(delta: dict[str, object], finish: str | None = None, **extra: object)
 
 EVENTS = (
     [_chunk({"role": "assistant", "content": ""})]
-    + [_chunk({"content": f"word{i} "}) for i in range(8)]
+    + [_chunk({"content": f"word{i} "}) for i in range(12)]
     + [
         _chunk({}, "stop"),
         b"data: "
@@ -63,7 +67,11 @@ EVENTS = (
         b"data: [DONE]\n\n",
     ]
 )
-STREAM = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in EVENTS) + b"0\r\n\r\n"
+FRAMES = [b"%x\r\n%s\r\n" % (len(e), e) for e in EVENTS]
+STREAM = b"".join(FRAMES) + b"0\r\n\r\n"
+PACE_S = 0.002
+_STREAM = re.compile(rb'"stream":\s*true')  # compact (orjson) or spaced (the openai SDK's json.dumps)
+_PACED = re.compile(rb'"model":\s*"paced')
 JSON_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(ANSWER)
 SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
@@ -79,7 +87,14 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
             body = await reader.readexactly(length) if length else b""
             if delay:
                 await asyncio.sleep(delay)
-            if b'"stream":true' in body:
+            streaming = _STREAM.search(body) is not None
+            if streaming and _PACED.search(body):
+                writer.write(SSE_HEAD)
+                for frame in FRAMES:
+                    writer.write(frame)
+                    await asyncio.sleep(PACE_S)
+                writer.write(b"0\r\n\r\n")
+            elif streaming:
                 writer.write(SSE_HEAD + STREAM)
             else:
                 writer.write(JSON_HEAD + ANSWER)

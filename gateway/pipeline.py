@@ -27,6 +27,7 @@ from typing import Any, Literal
 from gateway.auth import ANONYMOUS, Principal
 from gateway.cache.keys import CacheKey, Scope, make_key, scope_id
 from gateway.cache.responses import Lookup, ResponseCache
+from gateway.core.aio import start
 from gateway.core.errors import LimitState, UpstreamTimeout
 from gateway.core.pool import ProviderPool
 from gateway.core.stats import LiveStats
@@ -307,13 +308,16 @@ class Pipeline:
         iterator = stream.__aiter__()
         while True:
             try:
-                async with asyncio.timeout_at(deadline):
-                    chunk = await iterator.__anext__()
+                # A chunk already read costs no timer; only a wait for the upstream is bounded by the deadline.
+                ready, value = start(iterator.__anext__())
+                if not ready:
+                    async with asyncio.timeout_at(deadline):
+                        value = await value  # type: ignore[misc]
             except StopAsyncIteration:
                 break
             except TimeoutError:
                 raise UpstreamTimeout("the stream did not finish within the request's total timeout") from None
-            for out in rewrite.feed(chunk):
+            for out in rewrite.feed(value):  # type: ignore[arg-type]
                 yield out
         admitted.in_flight = False
         meta = ctx.meta

@@ -227,9 +227,10 @@ class ClientChunks:
         self._normalize(chunk)
         if self._accumulator is not None:
             self._accumulator.add(chunk)
-        if any(c.get("finish_reason") is not None for c in choices):
-            self._held.append(chunk)
-            return []
+        for choice in choices:
+            if choice.get("finish_reason") is not None:
+                self._held.append(chunk)
+                return []
         if self._held:
             out, self._held = [*self._held, chunk], []
             return out

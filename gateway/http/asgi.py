@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,26 +214,46 @@ async def send_json(send: Send, status: int, body: Any, headers: dict[str, str] 
     await send({"type": "http.response.body", "body": raw, "more_body": False})
 
 
-async def until_disconnect(sending: Coroutine[Any, Any, None], receive: Receive) -> None:
-    """Run the sender until it ends or the client hangs up, whichever is first. A hang-up cancels the sender, so
-    the upstream streams are closed at once rather than read to their end into a dead socket."""
-    me = asyncio.current_task()
-    assert me is not None
-    hung_up = False
+class _HangUp:
+    """Cancels the serving task when the client hangs up, so the upstream streams are closed at once rather than
+    read to their end into a dead socket. It watches from the sender's first wait for the upstream on: a stream
+    whose events are all ready is sent at once and needs no watcher (a task per stream)."""
 
-    async def watch() -> None:
-        nonlocal hung_up
-        while (await receive())["type"] != "http.disconnect":
+    __slots__ = ("_receive", "_watcher", "hung_up", "task")
+
+    def __init__(self, receive: Receive) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self._receive = receive
+        self._watcher: asyncio.Future[None] | None = None
+        self.hung_up = False
+
+    def watch(self) -> None:
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
             pass
-        hung_up = True
-        me.cancel()
+        self.hung_up = True
+        self.task.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+
+async def until_disconnect(work: Callable[[Callable[[], None]], Awaitable[None]], receive: Receive) -> None:
+    """Run `work(watch)` until it ends or the client hangs up, whichever is first. `work` calls `watch()` before
+    it first waits for the upstream; from then on a hang-up cancels it, so the upstream streams are closed at once
+    rather than read to their end into a dead socket."""
+    hang_up = _HangUp(receive)
     try:
-        await sending
+        await work(hang_up.watch)
     except asyncio.CancelledError:
-        if not hung_up:
+        if not hang_up.hung_up:
             raise  # cancelled from outside (server shutdown): not ours to swallow
-        me.uncancel()
+        hang_up.task.uncancel()
     finally:
-        watcher.cancel()
+        hang_up.stop()

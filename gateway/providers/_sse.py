@@ -8,13 +8,12 @@ across reads is never broken.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["SSEDecoder", "SSEEvent"]
 
 
-@dataclass(frozen=True, slots=True)
-class SSEEvent:
+class SSEEvent(NamedTuple):  # a tuple: made for every event of every stream, and cheapest to make
     data: str
     event: str | None = None
     id: str | None = None
@@ -32,11 +31,21 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         buffer = self._buffer + chunk if self._buffer else chunk
         events: list[SSEEvent] = []
-        if b"\r" not in buffer:  # the common case: plain \n line endings
-            *lines, rest = buffer.split(b"\n")
+        if b"\r" not in buffer:  # the common case: plain \n line endings, `data:` lines and blank ones
+            lines = buffer.split(b"\n")
+            self._buffer = lines.pop()
+            data = self._data
             for line in lines:
-                self._line(line, events)
-            self._buffer = rest
+                if not line:
+                    if data:
+                        events.append(SSEEvent("\n".join(data), self._event, self._id))
+                        data = self._data = []
+                    self._event = None
+                elif line.startswith(b"data:"):
+                    data.append(line[6 if line[5:6] == b" " else 5 :].decode("utf-8", errors="replace"))
+                else:
+                    self._line(line, events)
+                    data = self._data
             return events
         pos, size = 0, len(buffer)
         while pos < size:

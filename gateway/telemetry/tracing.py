@@ -82,7 +82,7 @@ class Tracing:
     @classmethod
     def with_processor(cls, processor: SpanProcessor, service_name: str) -> Tracing:
         resource = Resource.create({"service.name": service_name})
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(resource=_HashedOnce(resource.attributes, resource.schema_url))
         provider.add_span_processor(processor)
         return cls(provider)
 
@@ -111,6 +111,18 @@ class Tracing:
         if self.tracer is None:
             return None
         return self.tracer.start_span(name, attributes=attributes)
+
+
+class _HashedOnce(Resource):
+    """The process's resource with its hash computed once. The OTLP encoder groups every exported span by its
+    resource, and the SDK's hash JSON-dumps the attributes each time: about a tenth of the encoding's CPU."""
+
+    def __init__(self, attributes: Any, schema_url: str | None = None) -> None:
+        super().__init__(attributes, schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 def fail(span: Span, kind: str, description: str) -> None:

@@ -127,7 +127,8 @@ async def send_stream(
     byte a failure is one in-band error event (`on_error` frames it in the route's dialect) and the end."""
     send = inbound.send
 
-    async def relay() -> None:
+    async def relay(watch: Callable[[], None]) -> None:
+        watch()  # events come translated from the pipeline's chunks: watch for a hang-up from the start
         tail = b""
         try:
             async for event in events:
@@ -140,4 +141,4 @@ async def send_stream(
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *encode(headers)]})
-    await until_disconnect(relay(), inbound.receive)
+    await until_disconnect(relay, inbound.receive)
