@@ -31,7 +31,12 @@ import orjson
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
-BODY = {"model": "up/model", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+# temperature 0: a deterministic request, which the cache may serve (sampled requests bypass it)
+BODY = {
+    "model": "up/model",
+    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    "temperature": 0,
+}
 ANSWER = {
     "id": "chatcmpl-bench",
     "object": "chat.completion",

@@ -9,9 +9,10 @@ if key ~= "" then
 end
 local model = os.getenv("BENCH_MODEL") or "up/m"
 local unique = os.getenv("BENCH_UNIQUE") == "1"
-local tail = "}"
+-- temperature 0: a deterministic request, which the response cache may store (sampled ones bypass it)
+local tail = ',"temperature":0}'
 if os.getenv("BENCH_STREAM") == "1" then
-  tail = ',"stream":true}'
+  tail = ',"temperature":0,"stream":true}'
 end
 local counter = 0
 wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say hello in five words."}]' .. tail

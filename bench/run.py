@@ -53,7 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 TICK = os.sysconf("SC_CLK_TCK")
 FANOUT = ("ultra-parallel", "ultra-simple")
-PROMPT = b'{"model":"%s","messages":[{"role":"user","content":"Say hello in five words."}]%s}'
+# temperature 0: deterministic, so the response cache may store it (sampled requests bypass the cache)
+PROMPT = b'{"model":"%s","messages":[{"role":"user","content":"Say hello in five words."}],"temperature":0%s}'
 KEY = "sk-bench-" + "5f0c3a9e2b7d41c8" * 4  # sent to every peer; gateway+all and LiteLLM (its master key) check it
 AUTH = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
 PACED = "paced/paced-m"  # a model the upstream streams one event every 2 ms (see bench/upstream.py)
