@@ -1,4 +1,4 @@
-"""The `ultra-gateway` command: `serve` and `check-config` (SPEC §1).
+"""The `ultra-gateway` command: `serve`, `check-config` (SPEC §1) and `eval` (gateway/eval).
 
 A bad config is reported as `path: message` lines and exit status 2, before any port is bound.
 """
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from gateway import __version__
 from gateway.config import ConfigError, aliases_of, load_settings
+from gateway.eval import command as eval_command
 from gateway.settings import Settings
 
 __all__ = ["main"]
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     check = commands.add_parser("check-config", help="validate a config file; exit 0 if valid, 2 if not")
     check.add_argument("file")
+    eval_command.add_parser(commands)
     return parser
 
 
@@ -93,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "eval":
+        return eval_command.run(args)
     return _check(args)
 
 

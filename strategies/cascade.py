@@ -71,10 +71,28 @@ class Waterfall:
         raise AllProvidersFailed(errors)
 
 
+AUTO_JUDGE = "auto"
+
+
 class CostOptions(Options):
     chain: list[str] | None = Field(None, description="Deployments cheapest first (default: every one by price).")
-    judge: str | None = Field(None, description="A deployment that scores each answer 0-10.")
+    judge: str | None = Field(
+        AUTO_JUDGE,
+        description="A deployment that scores each answer 0-10; `auto` (default): the best by quality prior whose "
+        "price is at most `judge_max_price_share` of the dearest candidate's; null: no judge.",
+    )
     threshold: float = Field(7.0, ge=0, le=10, description="Lowest judge score accepted.")
+    judge_max_price_share: float = Field(0.25, gt=0, le=1, description="Price cap of the `auto` judge.")
+
+
+def auto_judge(candidates: list[Deployment], max_share: float) -> Deployment | None:
+    """The best deployment by quality prior among those priced at most `max_share` of the dearest candidate (a
+    verdict is a short answer to a long prompt: a strong but not top-priced model is the usual sweet spot)."""
+    if len(candidates) < 2:
+        return None
+    ceiling = max(d.blended_price for d in candidates) * max_share
+    affordable = [d for d in candidates if d.blended_price <= ceiling]
+    return max(affordable, key=lambda d: (d.quality, -d.blended_price)) if affordable else None
 
 
 _SCORE = re.compile(r"\b(10|[0-9])(?:\.\d+)?\b")
@@ -85,13 +103,19 @@ class Cost:
         self.name = name
         self.options = options
 
+    def _judge(self, pool: ProviderPool, chain: list[Deployment]) -> Deployment | None:
+        if self.options.judge is None:
+            return None
+        if self.options.judge == AUTO_JUDGE:
+            return auto_judge(chain, self.options.judge_max_price_share)
+        return resolve(pool, [self.options.judge])[0]
+
     async def _judged(
-        self, answer: ChatResponse, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext
+        self, answer: ChatResponse, request: ChatRequest, judge: Deployment | None, ctx: StrategyContext
     ) -> str | None:
         reason = rejection(answer)
-        if reason is not None or self.options.judge is None:
+        if reason is not None or judge is None:
             return reason
-        judge = resolve(pool, [self.options.judge])[0]
         prompt = request.with_messages(
             [
                 {
@@ -124,6 +148,7 @@ class Cost:
             if self.options.chain
             else by_cost(candidates_of(pool, None, request), ctx.stats)
         )
+        judge = self._judge(pool, chain)
         errors: list[UpstreamError] = []
         for step, deployment in enumerate(chain):
             try:
@@ -133,8 +158,10 @@ class Cost:
                     raise
                 errors.append(exc)
                 continue
-            reason = await self._judged(answer, request, pool, ctx)
-            if reason is None or (step == len(chain) - 1 and reason.startswith("judge")):
+            last = step == len(chain) - 1
+            # The last answer is served whatever a judge says: asking it would cost and change nothing.
+            reason = rejection(answer) if last else await self._judged(answer, request, judge, ctx)
+            if reason is None:
                 ctx.meta.served_by.append(deployment)
                 ctx.meta.extra["escalations"] = step
                 return StrategyResult(answer, ctx.meta)

@@ -171,7 +171,9 @@ async def run_one(
     book, ledger = TaskBook(), Ledger()
     book.add(tasks)
     fleet = _fleet(spec, config)
-    sims = {p.name: SimProvider(p.name, {m.id: m for m in p.models}, book=book, ledger=ledger, seed=seed) for p in fleet}
+    sims = {
+        p.name: SimProvider(p.name, {m.id: m for m in p.models}, book=book, ledger=ledger, seed=seed) for p in fleet
+    }
     deployments = []
     for p in fleet:
         provider = RetryingProvider(sims[p.name], max_retries=p.max_retries, total_s=p.total_s)
@@ -187,7 +189,12 @@ async def run_one(
             )
     settings = _settings(spec, fleet, config)
     gateway = build_gateway(
-        settings, env={}, clock=loop.time, rng=random.Random(seed), tracing=Tracing(None), pool=ProviderPool(deployments)
+        settings,
+        env={},
+        clock=loop.time,
+        rng=random.Random(seed),
+        tracing=Tracing(None),
+        pool=ProviderPool(deployments),
     )
     await gateway.start()
     pipeline = gateway.pipeline
@@ -236,8 +243,8 @@ async def run_one(
         for index in range(count):
             while events and index >= events[0].at * count:
                 event = events.pop(0)
-                provider, _, model = event.model.partition("/")
-                sims[provider].update(model, event.set)
+                owner, _, model = event.model.partition("/")
+                sims[owner].update(model, event.set)
             running.append(asyncio.create_task(one(index)))
             await asyncio.sleep(arrivals.expovariate(spec.arrival_rps))
         await asyncio.gather(*running)

@@ -17,7 +17,7 @@ What a call does depends on what it carries, never on who sent it:
 - the analysis step's prompt: a short analysis, no answer;
 - anything else: the answer to the task it names (`Q<id>:`), or a short generic reply.
 
-Time: time to first token is lognormal around `ttft_ms`, with rare stalls (`stall_rate`, ×`stall_factor`);
+Time: time to first token is lognormal around `ttft_ms`, with rare stalls (`stall_rate`, times `stall_factor`);
 generation is `ms_per_token` per completion token. Every call (retries included) is written to the `Ledger`
 with its tokens and its cost at the model's current price; a cancelled call is billed the tokens generated
 until it was cancelled.
@@ -44,7 +44,7 @@ from gateway.core.errors import UpstreamRateLimited, UpstreamStatusError, Upstre
 from gateway.core.provider import CallOptions, Capabilities
 from gateway.core.stream import response_to_chunks
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, text_of
-from gateway.eval.tasks import FAMILIES, Task, TaskBook, extract_answer
+from gateway.eval.tasks import Task, TaskBook, extract_answer
 
 __all__ = ["Ledger", "LedgerCall", "SimModel", "SimProvider"]
 
@@ -71,7 +71,7 @@ class SimModel(BaseModel):
     ttft_ms: float = Field(300.0, ge=0)
     ttft_sigma: float = Field(0.35, ge=0)
     ms_per_token: float = Field(10.0, ge=0)
-    stall_rate: float = Field(0.01, ge=0, le=1)
+    stall_rate: float = Field(0.02, ge=0, le=1)
     stall_factor: tuple[float, float] = (8.0, 30.0)
     failure_rate: float = Field(0.002, ge=0, le=1)
     rate_limit_rate: float = Field(0.002, ge=0, le=1)
@@ -159,7 +159,9 @@ class SimProvider:
         return max(4, int(profile.answer_tokens * math.exp(0.25 * self._rng.gauss(0, 1))))
 
     def _text(self, request: ChatRequest, profile: SimModel, role: str) -> str:
-        system = "\n".join(text_of(m.get("content")) for m in request.messages if m.get("role") in ("system", "developer"))
+        system = "\n".join(
+            text_of(m.get("content")) for m in request.messages if m.get("role") in ("system", "developer")
+        )
         everything = "\n".join(text_of(m.get("content")) for m in request.messages)
         task = self.book.find(everything)
         if _JUDGE.search(system) and task is not None:
@@ -189,9 +191,7 @@ class SimProvider:
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": model,
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                 "usage": usage.to_dict(),
             }
         )
@@ -216,7 +216,9 @@ class SimProvider:
     def _bill(self, options: CallOptions, model: str, status: str, prompt: int, completion: int) -> None:
         profile = self.models[model]
         cost = (prompt * profile.input_cost_per_mtok + completion * profile.output_cost_per_mtok) / 1e6
-        self.ledger.add(options.request_id, LedgerCall(f"{self.name}/{model}", options.role, status, prompt, completion, cost))
+        self.ledger.add(
+            options.request_id, LedgerCall(f"{self.name}/{model}", options.role, status, prompt, completion, cost)
+        )
 
     async def _call(self, request: ChatRequest, model: str, options: CallOptions, *, whole: bool) -> ChatResponse:
         """Waits until the first token (whole=False) or the last (whole=True); raises the simulated failures."""
@@ -290,7 +292,7 @@ class _SimStream:
         text = self._response.content
         size = max(1, math.ceil(len(text) / self._PIECES))
         step = provider._gen_s(profile, usage.completion_tokens) / self._PIECES
-        first, *rest = response_to_chunks(self._response)
+        first = response_to_chunks(self._response)[0]
         base = {k: v for k, v in first.items() if k != "choices"}
         for i in range(self._PIECES):
             piece = text[i * size : (i + 1) * size]
