@@ -139,7 +139,9 @@ class Cost:
                 raise
             return None  # no judge available: the acceptance check alone decides
         match = _SCORE.search(verdict.content)
-        score = float(match.group(0)) if match else 0.0
+        if match is None:
+            return None  # a verdict without a score is no verdict: the acceptance check alone decides
+        score = float(match.group(0))
         return None if score >= self.options.threshold else f"judge score {score:g} < {self.options.threshold:g}"
 
     async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult:
