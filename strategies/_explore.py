@@ -46,9 +46,7 @@ class Explorer:
     def rank(self, deployments: Iterable[Deployment], stats: StatsView) -> list[Deployment]:
         return healthy_first(sorted(deployments, key=lambda d: self.key(d, stats)), stats)
 
-    def pick(
-        self, ranked: Sequence[Deployment], width: int, stats: StatsView, rng: random.Random
-    ) -> Deployment | None:
+    def pick(self, ranked: Sequence[Deployment], width: int, stats: StatsView, rng: random.Random) -> Deployment | None:
         """The deployment to add to this race, if this request is in the exploration budget."""
         self.requests += 1
         if self.explored + 1 > self.share * self.requests:  # the budget is earned first: every 1/share requests

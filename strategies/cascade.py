@@ -4,7 +4,6 @@ acceptance check and, optionally, a judge model's score)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -16,6 +15,7 @@ from gateway.core.types import ChatRequest, ChatResponse
 from strategies._accept import rejection
 from strategies._common import Kind, Options, ReplayStream, candidates_of, resolve
 from strategies._fanout import Prefixed, has_content, until_content
+from strategies._judge import judge_score
 from strategies._ranking import by_cost, by_quality
 from strategies.base import Strategy, StrategyContext, StrategyResult, StrategyStream
 from strategies.direct import ChainStream, run_chain
@@ -95,9 +95,6 @@ def auto_judge(candidates: list[Deployment], max_share: float) -> Deployment | N
     return max(affordable, key=lambda d: (d.quality, -d.blended_price)) if affordable else None
 
 
-_SCORE = re.compile(r"\b(10|[0-9])(?:\.\d+)?\b")
-
-
 class Cost:
     def __init__(self, name: str, options: CostOptions) -> None:
         self.name = name
@@ -116,32 +113,14 @@ class Cost:
         reason = rejection(answer)
         if reason is not None or judge is None:
             return reason
-        prompt = request.with_messages(
-            [
-                {
-                    "role": "system",
-                    "content": "Rate how well the answer serves the user's last request, from 0 (useless) "
-                    "to 10 (excellent). Reply with the number only.",
-                },
-                {
-                    "role": "user",
-                    "content": f"Request:\n{request.messages[-1].get('content')}\n\nAnswer:\n{answer.content}",
-                },
-            ],
-            stream=False,
-            tools=None,
-            tool_choice=None,
-        )
         try:
-            verdict = await ctx.call(judge, prompt, "judge")
+            score = await judge_score(ctx, judge, request, answer)
         except UpstreamError as exc:
             if not ctx.fallback.falls_over(exc):
                 raise
             return None  # no judge available: the acceptance check alone decides
-        match = _SCORE.search(verdict.content)
-        if match is None:
+        if score is None:
             return None  # a verdict without a score is no verdict: the acceptance check alone decides
-        score = float(match.group(0))
         return None if score >= self.options.threshold else f"judge score {score:g} < {self.options.threshold:g}"
 
     async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult:
