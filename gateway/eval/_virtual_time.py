@@ -1,6 +1,7 @@
 """An asyncio event loop on virtual time, for the evaluation harness (`ultra-gateway eval`) and for tests of
 code that waits on the loop's timers (sleeps, timeouts, hedge delays, deadlines): whenever the loop would block
-waiting for the next timer and no I/O is ready, its clock jumps to that timer instead. A test that "waits" 30 s finishes at once, and `loop.time()` says 30 s passed.
+waiting for the next timer and no I/O is ready, its clock jumps to that timer instead. A test that "waits" 30 s
+finishes at once, and `loop.time()` says 30 s passed.
 
 Only for code whose waiting is all on the loop's timers: real I/O still takes real time, and a timer due before
 it arrives fires early (so no sockets, threads or subprocesses in these tests). Mark a test (or module) with
