@@ -3,7 +3,9 @@
 Context bucket = prompt size (short/long) x tools x stream x task hint (code, math or chat, from the last user
 message). The `priority` hint (cost, quality or speed) picks directly. Otherwise arms that do not fit are
 removed (tools: no synthesis strategies, since synthesised text cannot stand in for tool calls; high in-flight
-load or open breakers: no fan-out strategies), and Thompson sampling over Beta posteriors per bucket picks one.
+load or open breakers: no fan-out strategies), and Thompson sampling over Beta posteriors per bucket picks one
+(each sample drawn from the posterior narrowed by `exploration`: measured on the simulated fleet, the posterior's
+own spread kept trying clearly worse arms on one request in ten long after they were known to be worse).
 Each outcome is rewarded from what actually happened: 0 on failure, else
 w_q·q - w_c·cost/(cost+cost_scale) - w_l·latency/(latency+latency_scale_ms), clipped to 0-1, where q is the
 answer's graded quality: a score reported for the request (`feedback(request_id, score)`, which
@@ -64,6 +66,9 @@ class AdaptiveOptions(Options):
     latency_scale_ms: float = Field(2000.0, gt=0, description="Latency at which the latency penalty is half.")
     long_prompt_chars: Annotated[int, Field(ge=1)] = 4000
     busy_in_flight: Annotated[int, Field(ge=1)] = 64
+    exploration: float = Field(
+        0.25, gt=0, le=4, description="Spread of the Thompson samples (1: the posterior's own; smaller exploits more)."
+    )
     judge: str | None = Field(None, description="A deployment that grades a sampled share of answers 0-10.")
     judge_sample: float = Field(0.0, ge=0, le=1, description="Share of answers the judge grades.")
     pending: Annotated[int, Field(ge=1)] = Field(10_000, description="Recent requests a score may still arrive for.")
@@ -109,7 +114,8 @@ class Adaptive:
         samples = {}
         for arm in candidates:
             alpha, beta = self.posteriors.get((bucket, arm), [1.0, 1.0])
-            samples[arm] = ctx.rng.betavariate(alpha, beta)
+            spread = self.options.exploration  # < 1 narrows the posterior: fewer draws on arms that look worse
+            samples[arm] = ctx.rng.betavariate(alpha / spread, beta / spread)
         arm = max(samples, key=lambda a: samples[a])
         alpha, beta = self.posteriors.get((bucket, arm), [1.0, 1.0])
         why.append(f"Thompson sample {samples[arm]:.2f} (posterior mean {alpha / (alpha + beta):.2f}) in {bucket}")
