@@ -163,7 +163,7 @@ def plot(rows: list[Row], path: str | Path) -> None:
     worst = max(r.p99_ms for r in rows) or 1.0
     for ax, scenario in zip(axes.flat, scenarios, strict=False):
         mine = [r for r in rows if r.scenario == scenario and "(after warm-up)" not in r.configuration]
-        for r in mine:
+        for i, r in enumerate(mine):
             ax.scatter(
                 r.cost_usd * 1000,
                 100 * r.accuracy,
@@ -174,7 +174,11 @@ def plot(rows: list[Row], path: str | Path) -> None:
             )
             ax.errorbar(r.cost_usd * 1000, 100 * r.accuracy, yerr=100 * r.ci95, fmt="none", ecolor="grey", lw=0.8)
             ax.annotate(
-                f"{r.configuration} (p99 {r.p99_ms / 1000:.1f}s)", (r.cost_usd * 1000, 100 * r.accuracy), fontsize=7
+                f"{r.configuration} ({r.p99_ms / 1000:.1f}s)",
+                (r.cost_usd * 1000, 100 * r.accuracy),
+                xytext=(6, 6 - 7 * (i % 3)),
+                textcoords="offset points",
+                fontsize=7,
             )
         front = sorted((r for r in mine if r.pareto), key=lambda r: r.cost_usd)
         ax.plot([r.cost_usd * 1000 for r in front], [100 * r.accuracy for r in front], "--", color="grey", lw=0.8)
@@ -185,7 +189,10 @@ def plot(rows: list[Row], path: str | Path) -> None:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(scenarios) :]:
         ax.axis("off")
-    fig.suptitle("Accuracy vs cost (marker size and colour: p99 latency; x: control; dashed: Pareto front)")
+    fig.suptitle(
+        "Accuracy vs cost per request (label: p99 latency; marker size and colour grow with it; "
+        "x: control; dashed: Pareto front)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
