@@ -166,6 +166,7 @@ async def run_one(
 ) -> RunResult:
     """One configuration on one scenario and seed; must run on a VirtualTimeLoop."""
     loop = asyncio.get_running_loop()
+    random.seed(f"eval:{seed}")  # the retry layer's jitter draws from the module's generator
     count = requests or spec.requests
     tasks = generate(seed, count, tuple(spec.families))
     book, ledger = TaskBook(), Ledger()

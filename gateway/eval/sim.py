@@ -128,7 +128,7 @@ class SimProvider:
         self.book = book
         self.ledger = ledger
         self.seed = seed
-        self._rng = random.Random(zlib.crc32(f"{seed}:{name}".encode()))
+        self._calls: dict[tuple[str, str, str], int] = {}
 
     def update(self, model: str, changes: Mapping[str, Any]) -> None:
         """A scenario event: the model's profile changes from now on (latency, failures, price...)."""
@@ -136,12 +136,19 @@ class SimProvider:
 
     # --- what the model says --------------------------------------------------------------------------------
 
-    def solves(self, profile: SimModel, task: Task) -> bool:
+    def _rng_for(self, options: CallOptions, model: str) -> random.Random:
+        """Draws for one call, from (seed, deployment, request, role, how many such calls before): the same call
+        draws the same numbers whatever else runs concurrently, so a run is reproducible."""
+        key = (options.request_id, model, options.role)
+        n = self._calls[key] = self._calls.get(key, 0) + 1
+        return random.Random(f"{self.seed}:{self.name}/{model}:{options.request_id}:{options.role}:{n}")
+
+    def solves(self, profile: SimModel, task: Task, rng: random.Random) -> bool:
         identity = profile.skill_of or f"{self.name}/{profile.id}"
         mean = profile.skill.get(task.family, profile.default_skill) - profile.difficulty_cost * (task.difficulty - 1)
         rho, tau = profile.correlation, profile.call_noise
         shared = _normal(f"{self.seed}:hard:{task.id}")
-        own = math.sqrt(1 - tau * tau) * _normal(f"{self.seed}:{identity}:{task.id}") + tau * self._rng.gauss(0, 1)
+        own = math.sqrt(1 - tau * tau) * _normal(f"{self.seed}:{identity}:{task.id}") + tau * rng.gauss(0, 1)
         return mean > rho * shared + math.sqrt(1 - rho * rho) * own
 
     def wrong(self, profile: SimModel, task: Task) -> str:
@@ -155,10 +162,10 @@ class SimProvider:
     def _reply(self, answer: str, tokens: int) -> str:
         return "Working: " + " ".join([_FILLER] * max(1, int(tokens * 0.8))) + f"\nAnswer: {answer}"
 
-    def _length(self, profile: SimModel) -> int:
-        return max(4, int(profile.answer_tokens * math.exp(0.25 * self._rng.gauss(0, 1))))
+    def _length(self, profile: SimModel, rng: random.Random) -> int:
+        return max(4, int(profile.answer_tokens * math.exp(0.25 * rng.gauss(0, 1))))
 
-    def _text(self, request: ChatRequest, profile: SimModel, role: str) -> str:
+    def _text(self, request: ChatRequest, profile: SimModel, role: str, rng: random.Random) -> str:
         system = "\n".join(
             text_of(m.get("content")) for m in request.messages if m.get("role") in ("system", "developer")
         )
@@ -167,22 +174,22 @@ class SimProvider:
         if _JUDGE.search(system) and task is not None:
             user = "\n".join(text_of(m.get("content")) for m in request.messages if m.get("role") == "user")
             right = extract_answer(user) == task.gold
-            if self._rng.random() < profile.judge_error:
+            if rng.random() < profile.judge_error:
                 right = not right
             return "9" if right else "2"
         if role == "analysis" or "do not write a final answer" in system.lower():
             return "The candidates " + " ".join([_FILLER] * 40) + "."
         if task is None:
             return "OK."
-        if self.solves(profile, task):
-            return self._reply(task.gold, self._length(profile))
+        if self.solves(profile, task, rng):
+            return self._reply(task.gold, self._length(profile, rng))
         candidates = [extract_answer(text) for _, text in _CANDIDATE.findall(system)]
         votes = Counter(a for a in candidates if a)
         if votes and not profile.ignores_candidates:
             top = max(votes.values())
             tied = sorted(a for a, n in votes.items() if n == top)
-            return self._reply(self._rng.choice(tied), self._length(profile))
-        return self._reply(self.wrong(profile, task), self._length(profile))
+            return self._reply(rng.choice(tied), self._length(profile, rng))
+        return self._reply(self.wrong(profile, task), self._length(profile, rng))
 
     def _response(self, model: str, text: str, usage: Usage) -> ChatResponse:
         return ChatResponse(
@@ -198,14 +205,14 @@ class SimProvider:
 
     # --- how long it takes, and the bill -----------------------------------------------------------------------
 
-    def _ttft_s(self, profile: SimModel) -> float:
-        ttft = profile.ttft_ms * math.exp(profile.ttft_sigma * self._rng.gauss(0, 1))
-        if self._rng.random() < profile.stall_rate:
-            ttft *= self._rng.uniform(*profile.stall_factor)
+    def _ttft_s(self, profile: SimModel, rng: random.Random) -> float:
+        ttft = profile.ttft_ms * math.exp(profile.ttft_sigma * rng.gauss(0, 1))
+        if rng.random() < profile.stall_rate:
+            ttft *= rng.uniform(*profile.stall_factor)
         return ttft / 1000
 
-    def _gen_s(self, profile: SimModel, tokens: int) -> float:
-        return tokens * profile.ms_per_token * math.exp(0.15 * self._rng.gauss(0, 1)) / 1000
+    def _gen_s(self, profile: SimModel, tokens: int, rng: random.Random) -> float:
+        return tokens * profile.ms_per_token * math.exp(0.15 * rng.gauss(0, 1)) / 1000
 
     async def _sleep(self, seconds: float, options: CallOptions) -> None:
         if seconds >= options.remaining():
@@ -220,22 +227,25 @@ class SimProvider:
             options.request_id, LedgerCall(f"{self.name}/{model}", options.role, status, prompt, completion, cost)
         )
 
-    async def _call(self, request: ChatRequest, model: str, options: CallOptions, *, whole: bool) -> ChatResponse:
+    async def _call(
+        self, request: ChatRequest, model: str, options: CallOptions, *, whole: bool
+    ) -> tuple[ChatResponse, float]:
         """Waits until the first token (whole=False) or the last (whole=True); raises the simulated failures."""
         profile = self.models[model]
+        rng = self._rng_for(options, model)
         prompt_tokens = sum(_tokens(text_of(m.get("content"))) + 4 for m in request.messages)
-        if self._rng.random() < profile.rate_limit_rate:
+        if rng.random() < profile.rate_limit_rate:
             await self._sleep(0.02, options)
             self._bill(options, model, "error", 0, 0)
             raise UpstreamRateLimited(f"{self.name}: simulated 429", retry_after=1.0)
-        ttft = self._ttft_s(profile)
-        if self._rng.random() < profile.failure_rate:
+        ttft = self._ttft_s(profile, rng)
+        if rng.random() < profile.failure_rate:
             await self._sleep(ttft / 2, options)
             self._bill(options, model, "error", 0, 0)
             raise UpstreamStatusError(f"{self.name}: simulated 503", upstream_status=503)
-        text = self._text(request, profile, options.role)
+        text = self._text(request, profile, options.role, rng)
         usage = Usage(prompt_tokens, _tokens(text))
-        gen = self._gen_s(profile, usage.completion_tokens)
+        gen = self._gen_s(profile, usage.completion_tokens, rng)
         started = options.clock()
         try:
             await self._sleep(ttft + gen if whole else ttft, options)
@@ -246,16 +256,17 @@ class SimProvider:
             raise
         if whole:
             self._bill(options, model, "ok", usage.prompt_tokens, usage.completion_tokens)
-        return self._response(model, text, usage)
+        return self._response(model, text, usage), gen
 
     async def complete(self, request: ChatRequest, *, model: str, options: CallOptions) -> ChatResponse:
-        return await self._call(request, model, options, whole=True)
+        response, _ = await self._call(request, model, options, whole=True)
+        return response
 
     @asynccontextmanager
     async def stream(self, request: ChatRequest, *, model: str, options: CallOptions) -> AsyncIterator[_SimStream]:
         started = options.clock()
-        response = await self._call(request, model, options, whole=False)
-        stream = _SimStream(self, model, response, options, options.clock() - started)
+        response, gen = await self._call(request, model, options, whole=False)
+        stream = _SimStream(self, model, response, options, options.clock() - started, gen)
         try:
             yield stream
         finally:
@@ -274,8 +285,15 @@ class _SimStream:
     _PIECES = 4
 
     def __init__(
-        self, provider: SimProvider, model: str, response: ChatResponse, options: CallOptions, ttft: float
+        self,
+        provider: SimProvider,
+        model: str,
+        response: ChatResponse,
+        options: CallOptions,
+        ttft: float,
+        gen: float,
     ) -> None:
+        self._gen = gen
         self._provider = provider
         self._model = model
         self._response = response
@@ -287,11 +305,11 @@ class _SimStream:
         self.pieces = self._PIECES
 
     async def __aiter__(self) -> AsyncIterator[Chunk]:
-        provider, profile = self._provider, self._provider.models[self._model]
+        provider = self._provider
         usage = self._response.usage or Usage()
         text = self._response.content
         size = max(1, math.ceil(len(text) / self._PIECES))
-        step = provider._gen_s(profile, usage.completion_tokens) / self._PIECES
+        step = self._gen / self._PIECES
         first = response_to_chunks(self._response)[0]
         base = {k: v for k, v in first.items() if k != "choices"}
         for i in range(self._PIECES):
