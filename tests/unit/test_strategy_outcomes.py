@@ -5,6 +5,7 @@ explores; adaptive learns from graded outcomes, not the quality prior."""
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
@@ -48,7 +49,7 @@ strategies:
 
 
 def gateway() -> Gateway:
-    return build_gateway(parse_settings(FLEET, env={}), clock=asyncio.get_running_loop().time)
+    return build_gateway(parse_settings(FLEET, env={}), clock=asyncio.get_running_loop().time, rng=random.Random(7))
 
 
 async def ask(service: Gateway, model: str, request_id: str = "r") -> Any:
@@ -102,13 +103,16 @@ async def test_the_parallel_race_explores_deployments_the_ranking_would_never_tr
 
 async def test_adaptive_learns_from_scores_not_from_the_prior() -> None:
     service = gateway()
+    chosen = []
     for i in range(200):
         answer = await ask(service, "ultra-learn", f"q{i}")
+        chosen.append(answer.meta.chosen_strategy)
         # the graded outcome contradicts the priors: the cost arm's answers are good, quality's are bad
         assert service.pipeline.feedback(f"q{i}", 1.0 if answer.meta.chosen_strategy == "cost" else 0.0)
     learner = service.router.strategies["ultra-learn"]
     assert isinstance(learner, Adaptive)
     means = {arm: a / (a + b) for (_, arm), (a, b) in learner.posteriors.items()}
-    assert means["cost"] > 0.6 > 0.4 > means["quality"]
+    assert means["cost"] > 0.6 > 0.5 > means["quality"]
+    assert chosen[100:].count("cost") >= 90  # and it acts on it
     assert not service.pipeline.feedback("q0", 1.0)  # once per request
     assert not service.pipeline.feedback("unknown", 1.0)
