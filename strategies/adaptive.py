@@ -146,13 +146,15 @@ class Adaptive:
         self.update(bucket, arm, min(1.0, max(0.0, self.options.reward.quality * quality - penalty)))
         return True
 
-    def _settle(self, ctx: StrategyContext, bucket: str, arm: str, ok: bool, elapsed_ms: float) -> None:
+    def _settle(
+        self, ctx: StrategyContext, bucket: str, arm: str, ok: bool, elapsed_ms: float, *, judged: bool = False
+    ) -> None:
         """After a request: failures score 0 at once; a success waits for its grade once grades flow (and is
-        rewarded on the prior until then)."""
+        rewarded on the prior until then, unless the judge is about to grade it)."""
         if not ok or not ctx.meta.served_by:
             self.update(bucket, arm, 0.0)
             return
-        if not self.graded:
+        if not self.graded and not judged:
             self.update(bucket, arm, self.reward(ctx.meta, True, elapsed_ms))
         if ctx.request_id:
             self.pending[ctx.request_id] = (bucket, arm, self.penalty(ctx.meta, elapsed_ms))
@@ -162,17 +164,24 @@ class Adaptive:
     async def _grade(
         self, request: ChatRequest, result: StrategyResult, pool: ProviderPool, ctx: StrategyContext
     ) -> None:
-        """On a sampled share of answers, the judge's score is the outcome."""
-        if self.options.judge is None or ctx.rng.random() >= self.options.judge_sample or not ctx.request_id:
+        """The judge's score is the outcome."""
+        judge = resolve(pool, [self.options.judge])[0] if self.options.judge is not None else None
+        if judge is None:
             return
         try:
-            score = await judge_score(ctx, resolve(pool, [self.options.judge])[0], request, result.response)
+            score = await judge_score(ctx, judge, request, result.response)
         except UpstreamError as exc:
             if not ctx.fallback.falls_over(exc):
                 raise
             return
         if score is not None:
             self.feedback(ctx.request_id, score / 10)
+
+    def _judged(self, ctx: StrategyContext) -> bool:
+        """Whether the judge grades this request's answer (a sampled share of them)."""
+        if self.options.judge is None or not ctx.request_id:
+            return False
+        return ctx.rng.random() < self.options.judge_sample
 
     def update(self, bucket: str, arm: str, reward: float) -> None:
         posterior = self.posteriors.setdefault((bucket, arm), [1.0, 1.0])
@@ -193,8 +202,10 @@ class Adaptive:
         except BaseException:
             self.update(bucket, arm, 0.0)
             raise
-        self._settle(ctx, bucket, arm, True, (ctx.clock() - started) * 1000)
-        await self._grade(request, result, pool, ctx)
+        judged = self._judged(ctx)
+        self._settle(ctx, bucket, arm, True, (ctx.clock() - started) * 1000, judged=judged)
+        if judged:
+            await self._grade(request, result, pool, ctx)
         return result
 
     @asynccontextmanager

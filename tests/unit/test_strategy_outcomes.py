@@ -45,6 +45,7 @@ strategies:
   ultra-race: {kind: parallel, candidates: [m/cheap, m/mid, m/top], initial_width: 1, max_width: 1,
                explore_share: 0.25}
   ultra-learn: {kind: adaptive, arms: [cost, quality]}
+  ultra-graded: {kind: adaptive, arms: [cost], judge: m/low, judge_sample: 1.0}
 """
 
 
@@ -116,3 +117,15 @@ async def test_adaptive_learns_from_scores_not_from_the_prior() -> None:
     assert chosen[100:].count("cost") >= 90  # and it acts on it
     assert not service.pipeline.feedback("q0", 1.0)  # once per request
     assert not service.pipeline.feedback("unknown", 1.0)
+
+
+async def test_adaptive_grades_a_sampled_answer_with_its_judge() -> None:
+    service = gateway()
+    answer = await ask(service, "ultra-graded", "g1")
+    assert roles(answer)[-1] == ("low", "judge", "ok")  # the judge scored the answer: 2 out of 10
+    learner = service.router.strategies["ultra-graded"]
+    assert isinstance(learner, Adaptive)
+    assert learner.graded
+    assert not service.pipeline.feedback("g1", 1.0)  # already graded
+    ((alpha, beta),) = learner.posteriors.values()
+    assert alpha - 1 < 0.2 < beta - 1  # rewarded as a poor answer, whatever the cost arm's prior says
