@@ -67,6 +67,7 @@ class Configuration(_Strict):
     aliases: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Aliases this one needs.")
     extra_models: list[ExtraModel] = Field(default_factory=list)
     control: bool = Field(False, description="A control: expected to lose accuracy.")
+    stream: bool = Field(False, description="Stream the answers (time to first token is measured too).")
     warmup: float = Field(0.0, ge=0, lt=1, description="Share of requests reported separately as warm-up.")
 
 
@@ -108,6 +109,7 @@ class RequestRecord:
     wasted_tokens: int
     latency_s: float
     chosen: str | None = None
+    ttft_s: float | None = None  # streamed requests: until the first content chunk
 
 
 @dataclass(slots=True)
@@ -209,19 +211,38 @@ async def run_one(
         task = tasks[index]
         request_id = f"eval-{seed}-{index}"
         body = {"model": config.model, "messages": [{"role": "user", "content": task.prompt}], "temperature": 0}
+        request = (
+            ChatRequest(body | {"stream": True}, config.model, True)
+            if config.stream
+            else ChatRequest(body, config.model)
+        )
         started = loop.time()
         error = None
         correct = False
         chosen = None
+        ttft = None
         async with gate:
             try:
-                answer = await pipeline.complete(ChatRequest(body, config.model), Caller(request_id))
+                if config.stream:
+                    pieces = []
+                    async with pipeline.stream(request, Caller(request_id)) as streamed:
+                        async for chunk in streamed.chunks:
+                            for choice in chunk.get("choices") or ():
+                                piece = (choice.get("delta") or {}).get("content")
+                                if piece:
+                                    ttft = loop.time() - started if ttft is None else ttft
+                                    pieces.append(piece)
+                        meta = streamed.meta
+                    content = "".join(pieces)
+                else:
+                    answer = await pipeline.complete(request, Caller(request_id))
+                    meta = answer.meta
+                    content = ((answer.body.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
             except GatewayError as exc:
                 error = type(exc).__name__
             else:
-                content = ((answer.body.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
                 correct = extract_answer(content) == task.gold
-                chosen = answer.meta.chosen_strategy
+                chosen = meta.chosen_strategy
                 if feedback is not None:
                     feedback(request_id, 1.0 if correct else 0.0)
         latency = loop.time() - started
@@ -236,6 +257,7 @@ async def run_one(
                 sum(c.completion_tokens for c in calls if c.status in ("cancelled", "timeout")),
                 latency,
                 chosen,
+                ttft,
             )
         )
 
