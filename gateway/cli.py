@@ -1,4 +1,4 @@
-"""The `ultra-gateway` command: `serve`, `check-config` (SPEC §1) and `eval` (gateway/eval).
+"""The `ultra-gateway` command: `serve`, `check-config` and `eval` (gateway/eval).
 
 A bad config is reported as `path: message` lines and exit status 2, before any port is bound.
 """
