@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
+from tests.fakes.openai_upstream import FakeOpenAI
 
 CONFIG = """
 providers:
@@ -79,3 +80,37 @@ def test_a_bad_task_file_is_refused_with_its_line(
     tasks.write_text(line + "\n")
     assert main(["eval", "--config", config, "--tasks", str(tasks)]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_real_mode_talks_http_to_an_openai_compatible_upstream(tmp_path: Path) -> None:
+    """Over loopback to a fake OpenAI upstream: answers graded, upstream failures counted as errors."""
+    with FakeOpenAI() as fake:
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"""
+providers:
+  - name: up
+    kind: openai
+    base_url: {fake.url}
+    max_retries: 0
+    models:
+      - {{id: echo, input_cost_per_mtok: 1, output_cost_per_mtok: 1}}
+      - {{id: status-503}}
+cache: {{enabled: false}}
+rate_limits: {{enabled: false}}
+"""
+        )
+        tasks = tmp_path / "tasks.jsonl"
+        tasks.write_text(
+            json.dumps({"prompt": "say 17", "regex": "echo: say 17"})
+            + "\n"
+            + json.dumps({"prompt": "say 18", "expected": "18"})
+            + "\n"
+        )
+        out = tmp_path / "out.json"
+        assert main(["eval", "--config", str(config), "--tasks", str(tasks), "--json", str(out)]) == 0
+    found = rows(out)
+    assert found["up/echo"]["accuracy"] == 0.5  # the regex matches, the expected answer does not
+    assert found["up/echo"]["cost_usd"] > 0
+    assert found["up/status-503"]["error_rate"] == 1.0
+    assert len(fake.bodies_for("echo")) == 2
