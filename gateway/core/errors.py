@@ -19,9 +19,7 @@ GatewayError                      status, OpenAI type/code/param, retryable, ret
     ├── UpstreamConnectionError   connect failed, reset, closed mid-stream
     ├── UpstreamTimeout           connect/read/total timeout (504)
     ├── UpstreamProtocolError     malformed JSON or SSE, missing fields (502)
-    ├── DeploymentUnavailable     not called: its breaker is open or it cools down after a 429 (503)
-    └── AllProvidersFailed        every attempt for the request failed (502; 429 if all were rate limits;
-                                  503 if nothing was available to call)
+    └── AllProvidersFailed        every attempt for the request failed (502; 429 if all were rate limits)
 ```
 
 Messages never contain secrets: upstream bodies are summarised, and nothing here reads keys.
@@ -37,7 +35,6 @@ from typing import Any
 __all__ = [
     "AllProvidersFailed",
     "AuthenticationFailed",
-    "DeploymentUnavailable",
     "GatewayError",
     "InternalError",
     "InvalidRequest",
@@ -259,31 +256,6 @@ class UpstreamProtocolError(UpstreamError):
         return "protocol_error"
 
 
-class DeploymentUnavailable(UpstreamError):
-    """The deployment was skipped without a call: its circuit breaker is open (or its one half-open probe is
-    under way), or it cools down after an upstream 429. `retry_after` is when it may be tried again."""
-
-    status = 503
-    type = "server_error"
-    code = "service_unavailable"
-
-    def __init__(self, message: str, *, reason: str, retry_after: float, deployment: str | None = None) -> None:
-        super().__init__(message, deployment=deployment, retry_after=retry_after)
-        self.reason = reason
-
-    @property
-    def rate_limited(self) -> bool:
-        return self.reason == "rate_limited"
-
-    @property
-    def kind(self) -> str:
-        return "skipped"
-
-
-def _rate_limited(error: UpstreamError) -> bool:
-    return isinstance(error, UpstreamRateLimited) or (isinstance(error, DeploymentUnavailable) and error.rate_limited)
-
-
 class AllProvidersFailed(UpstreamError):
     """Every attempt failed. A plain exception holding the attempts' errors (not an ExceptionGroup)."""
 
@@ -291,13 +263,9 @@ class AllProvidersFailed(UpstreamError):
         self.errors = list(errors)
         summary = "; ".join(f"{e.deployment or 'upstream'}: {e.message}" for e in self.errors) or "no attempt made"
         super().__init__(message or f"every upstream attempt failed: {summary}")
-        waits = [e.retry_after for e in self.errors if e.retry_after is not None]
-        if self.errors and all(_rate_limited(e) for e in self.errors):
+        if self.errors and all(isinstance(e, UpstreamRateLimited) for e in self.errors):
             self.status, self.type, self.code = 429, "rate_limit_exceeded", "rate_limit_exceeded"
-            self.retry_after = min(waits) if waits else None
-        elif self.errors and all(isinstance(e, DeploymentUnavailable) for e in self.errors):
-            # nothing could be called: a fast 503, and when to come back (the soonest recovery)
-            self.status, self.type, self.code = 503, "server_error", "service_unavailable"
+            waits = [e.retry_after for e in self.errors if e.retry_after is not None]
             self.retry_after = min(waits) if waits else None
         elif self.errors and all(isinstance(e, UpstreamTimeout) for e in self.errors):
             self.status, self.type, self.code = 504, "timeout", "upstream_timeout"
