@@ -1,4 +1,4 @@
-"""The `ultra-gateway` command: `serve`, `check-config` and `healthcheck`.
+"""The `ultra-gateway` command: `serve`, `check-config`, `healthcheck` and `eval` (gateway/eval).
 
 A bad config is reported as `path: message` lines and exit status 2, before any port is bound. The port is
 `--port`, else `$ULTRA_PORT`, else the config's `server.port`; `healthcheck` resolves it the same way, so a
@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from gateway import __version__
 from gateway.config import ConfigError, aliases_of, load_settings
+from gateway.eval import command as eval_command
 from gateway.settings import Settings
 
 __all__ = ["main"]
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--port", type=int, help="port to probe (default: $ULTRA_PORT, else server.port)")
     health.add_argument("--path", default="/health/live", help="route to probe (default: /health/live)")
     health.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the answer (default: 2)")
+    eval_command.add_parser(commands)
     return parser
 
 
@@ -160,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "healthcheck":
         return _healthcheck(args)
+    if args.command == "eval":
+        return eval_command.run(args)
     return _check(args)
 
 

@@ -207,6 +207,15 @@ class Pipeline:
                 chunks = self._relay(stream, request, caller, admitted)
                 yield StreamedAnswer(chunks, ctx.meta, lookup.status, admitted.limits)
 
+    def feedback(self, request_id: str, score: float) -> bool:
+        """A graded outcome (0-1) for a recent request, for the strategies that learn from outcomes (adaptive);
+        False when no strategy remembers the request."""
+        for strategy in self.router.strategies.values():
+            record = getattr(strategy, "feedback", None)
+            if record is not None and record(request_id, score):
+                return True
+        return False
+
     # --- the admission step: everything before the strategy, and settlement after it ---------------------
 
     @asynccontextmanager

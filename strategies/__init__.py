@@ -77,7 +77,7 @@ def validate_options(
     for field in _REFERENCES:
         value = getattr(parsed, field, None)
         for i, name in enumerate([value] if isinstance(value, str) else value or ()):
-            if name not in deployments:
+            if name not in deployments and not (field == "judge" and name == "auto"):
                 path = field if isinstance(value, str) else f"{field}[{i}]"
                 errors.append((path, f"unknown deployment {name!r} (use PROVIDER/MODEL)"))
     return errors

@@ -4,7 +4,6 @@ acceptance check and, optionally, a judge model's score)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -16,6 +15,7 @@ from gateway.core.types import ChatRequest, ChatResponse
 from strategies._accept import rejection
 from strategies._common import Kind, Options, ReplayStream, allowed, candidates_of
 from strategies._fanout import Prefixed, has_content, until_content
+from strategies._judge import judge_score
 from strategies._ranking import by_cost, by_quality
 from strategies.base import Strategy, StrategyContext, StrategyResult, StrategyStream
 from strategies.direct import ChainStream, run_chain
@@ -71,13 +71,28 @@ class Waterfall:
         raise AllProvidersFailed(errors)
 
 
+AUTO_JUDGE = "auto"
+
+
 class CostOptions(Options):
     chain: list[str] | None = Field(None, description="Deployments cheapest first (default: every one by price).")
-    judge: str | None = Field(None, description="A deployment that scores each answer 0-10.")
+    judge: str | None = Field(
+        AUTO_JUDGE,
+        description="A deployment that scores each answer 0-10; `auto` (default): the best by quality prior whose "
+        "price is at most `judge_max_price_share` of the dearest candidate's; null: no judge.",
+    )
     threshold: float = Field(7.0, ge=0, le=10, description="Lowest judge score accepted.")
+    judge_max_price_share: float = Field(0.25, gt=0, le=1, description="Price cap of the `auto` judge.")
 
 
-_SCORE = re.compile(r"\b(10|[0-9])(?:\.\d+)?\b")
+def auto_judge(candidates: list[Deployment], max_share: float) -> Deployment | None:
+    """The best deployment by quality prior among those priced at most `max_share` of the dearest candidate (a
+    verdict is a short answer to a long prompt: a strong but not top-priced model is the usual sweet spot)."""
+    if len(candidates) < 2:
+        return None
+    ceiling = max(d.blended_price for d in candidates) * max_share
+    affordable = [d for d in candidates if d.blended_price <= ceiling]
+    return max(affordable, key=lambda d: (d.quality, -d.blended_price)) if affordable else None
 
 
 class Cost:
@@ -85,40 +100,28 @@ class Cost:
         self.name = name
         self.options = options
 
+    def _judge(self, pool: ProviderPool, chain: list[Deployment]) -> Deployment | None:
+        if self.options.judge is None:
+            return None
+        if self.options.judge == AUTO_JUDGE:
+            return auto_judge(chain, self.options.judge_max_price_share)
+        judges = allowed(pool, [self.options.judge])
+        return judges[0] if judges else None  # a judge outside this key's models: the acceptance check decides
+
     async def _judged(
-        self, answer: ChatResponse, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext
+        self, answer: ChatResponse, request: ChatRequest, judge: Deployment | None, ctx: StrategyContext
     ) -> str | None:
         reason = rejection(answer)
-        if reason is not None or self.options.judge is None:
+        if reason is not None or judge is None:
             return reason
-        judges = allowed(pool, [self.options.judge])
-        if not judges:  # the judge is outside this key's models: the plain acceptance check decides
-            return reason
-        judge = judges[0]
-        prompt = request.with_messages(
-            [
-                {
-                    "role": "system",
-                    "content": "Rate how well the answer serves the user's last request, from 0 (useless) "
-                    "to 10 (excellent). Reply with the number only.",
-                },
-                {
-                    "role": "user",
-                    "content": f"Request:\n{request.messages[-1].get('content')}\n\nAnswer:\n{answer.content}",
-                },
-            ],
-            stream=False,
-            tools=None,
-            tool_choice=None,
-        )
         try:
-            verdict = await ctx.call(judge, prompt, "judge")
+            score = await judge_score(ctx, judge, request, answer)
         except UpstreamError as exc:
             if not ctx.fallback.falls_over(exc):
                 raise
             return None  # no judge available: the acceptance check alone decides
-        match = _SCORE.search(verdict.content)
-        score = float(match.group(0)) if match else 0.0
+        if score is None:
+            return None  # a verdict without a score is no verdict: the acceptance check alone decides
         return None if score >= self.options.threshold else f"judge score {score:g} < {self.options.threshold:g}"
 
     async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult:
@@ -127,6 +130,7 @@ class Cost:
             if self.options.chain
             else by_cost(candidates_of(pool, None, request), ctx.stats)
         )
+        judge = self._judge(pool, chain)
         errors: list[UpstreamError] = []
         for step, deployment in enumerate(chain):
             try:
@@ -136,8 +140,10 @@ class Cost:
                     raise
                 errors.append(exc)
                 continue
-            reason = await self._judged(answer, request, pool, ctx)
-            if reason is None or (step == len(chain) - 1 and reason.startswith("judge")):
+            last = step == len(chain) - 1
+            # The last answer is served whatever a judge says: asking it would cost and change nothing.
+            reason = rejection(answer) if last else await self._judged(answer, request, judge, ctx)
+            if reason is None:
                 ctx.meta.served_by.append(deployment)
                 ctx.meta.extra["escalations"] = step
                 return StrategyResult(answer, ctx.meta)

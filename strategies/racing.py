@@ -15,6 +15,7 @@ from gateway.core.types import ChatRequest
 from strategies._accept import rejection
 from strategies._budget import TokenBucket
 from strategies._common import Kind, Options, candidates_of
+from strategies._explore import Explorer
 from strategies._fanout import race, race_stream
 from strategies._ranking import by_speed, weighted
 from strategies.base import Strategy, StrategyContext, StrategyResult, StrategyStream
@@ -90,24 +91,57 @@ class ParallelOptions(Options):
     min_width: Annotated[int, Field(ge=1, le=8)] = 1
     max_width: Annotated[int, Field(ge=1, le=8)] = 3
     initial_width: Annotated[float, Field(ge=1, le=8)] = 2
+    explore_share: float = Field(0.05, ge=0, le=1, description="Share of requests that race one more deployment.")
 
 
 class Parallel(_Race):
     """AIMD on the race width: a request that saw a failure widens the next race by one (additive increase,
     up to max_width); a clean request narrows it by 10 % (multiplicative decrease, down to min_width). So a
-    healthy fleet costs about one call per request, and a flaky one gets redundancy."""
+    healthy fleet costs about one call per request, and a flaky one gets redundancy. Ranked by speed with
+    deliberate exploration (`_explore.py`)."""
 
     def __init__(self, name: str, options: ParallelOptions) -> None:
         self.name = name
         self.options = options
         self.candidates = options.candidates
         self.current_width = float(options.initial_width)
+        self.explorer = Explorer(options.explore_share)
+        self._extra = 0  # set by rank() for the width() call that follows it synchronously (same request)
 
     def rank(self, pool: ProviderPool, request: ChatRequest, ctx: StrategyContext) -> list[Deployment]:
-        return by_speed(candidates_of(pool, self.candidates, request), ctx.stats)
+        ranked = self.explorer.rank(candidates_of(pool, self.candidates, request), ctx.stats)
+        width = self._width()
+        extra = self.explorer.pick(ranked, width, ctx.stats, ctx.rng)
+        self._extra = 0
+        if extra is not None:
+            ranked.remove(extra)
+            ranked.insert(width, extra)
+            self._extra = 1
+            ctx.meta.extra["explored"] = extra.name
+        return ranked
+
+    def _width(self) -> int:
+        return max(self.options.min_width, min(self.options.max_width, round(self.current_width)))
 
     def width(self) -> int:
-        return max(self.options.min_width, min(self.options.max_width, round(self.current_width)))
+        extra, self._extra = self._extra, 0
+        return self._width() + extra
+
+    async def complete(self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext) -> StrategyResult:
+        try:
+            return await super().complete(request, pool, ctx)
+        finally:
+            self.explorer.observe(ctx.meta.attempts)
+
+    @asynccontextmanager
+    async def stream(
+        self, request: ChatRequest, pool: ProviderPool, ctx: StrategyContext
+    ) -> AsyncIterator[StrategyStream]:
+        try:
+            async with super().stream(request, pool, ctx) as inner:
+                yield inner
+        finally:
+            self.explorer.observe(ctx.meta.attempts)
 
     def learn(self, hedged: bool, failed: bool, budgeted: bool) -> None:
         if failed:

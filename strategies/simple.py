@@ -3,7 +3,9 @@ the lead analyses them (agreement, contradictions, likely errors), then the lead
 from every candidate answer plus the analysis. One surviving candidate is returned as is; a failing lead hands
 over to the next lead, else the best candidate is returned. With `layers > 1`, each further layer of proposers
 answers again seeing the previous layer's answers. Requests with tools skip synthesis (a synthesised text
-cannot stand in for tool calls): the best candidate answers."""
+cannot stand in for tool calls): the best candidate answers. When every candidate gives the same final answer
+(`_agreement.py`), analysis and synthesis are skipped and the best candidate's answer is served
+(`agreement: true` in the metadata)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pydantic import Field
 from gateway.core.errors import UpstreamError
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.types import ChatRequest, ChatResponse
+from strategies._agreement import agreed
 from strategies._common import Kind, Options, ReplayStream, allowed, candidates_of
 from strategies._fanout import gather_all
 from strategies._ranking import by_quality
@@ -33,6 +36,7 @@ class SimpleOptions(Options):
     layers: Annotated[int, Field(ge=1, le=4)] = Field(1, description="Mixture-of-Agents proposer layers.")
     max_parallel: Annotated[int, Field(ge=1, le=32)] = 8
     self_samples: Annotated[int, Field(ge=0, le=8)] = Field(0, description="Self-MoA: k samples of one model.")
+    skip_on_agreement: bool = Field(True, description="Serve the best candidate when all give the same answer.")
 
 
 class Simple:
@@ -85,6 +89,9 @@ class Simple:
         answers = await self._propose(proposers, request, ctx)
         if len(answers) == 1 or request.has_tools:
             return answers, leads, None
+        if self.options.skip_on_agreement and agreed([a for _, a in answers]):
+            ctx.meta.extra["agreement"] = True
+            return [self._best(answers)], leads, None
         return answers, leads, await self._analysis(leads, request, [a for _, a in answers], ctx)
 
     @staticmethod

@@ -19,6 +19,7 @@ from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
 from gateway.http.routes.chat import chat_route
 from gateway.http.routes.embeddings import embeddings_route
+from gateway.http.routes.feedback import feedback
 from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.messages import count_tokens_route, messages_route
 from gateway.http.routes.models import list_models, retrieve_model
@@ -43,7 +44,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
             await service.aclose()
 
     app = Litestar(
-        route_handlers=[list_models, retrieve_model, live, ready, metrics, get_response, delete_response],
+        route_handlers=[list_models, retrieve_model, live, ready, metrics, get_response, delete_response, feedback],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=None,

@@ -51,8 +51,9 @@ def client(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterat
       - {id: slow-3000, input_cost_per_mtok: 1, output_cost_per_mtok: 1, quality: 0.6}
       - {id: status-500, input_cost_per_mtok: 0.1, output_cost_per_mtok: 0.1, quality: 0.5}
 strategies:
-  ultra-race: {kind: parallel, candidates: [up/echo, up/slow-3000], initial_width: 2}
-  ultra-moa-2: {kind: simple, candidates: [up/echo, up/slow-300], lead: up/slow-300, analysis: false}"""
+  ultra-race: {kind: parallel, candidates: [up/echo, up/slow-3000], initial_width: 2, min_width: 2}
+  ultra-moa-2: {kind: simple, candidates: [up/echo, up/slow-300], lead: up/slow-300, analysis: false,
+                skip_on_agreement: false}"""  # the echo candidates agree: synthesise anyway, to see its prompt
     with serving(fake, tmp_path_factory.mktemp("strategies") / "gateway.yaml", 10, models) as sdk:
         yield sdk
 

@@ -1,5 +1,5 @@
 """Unit tests marked `virtual_time` run on an event loop whose clock jumps to its next timer
-(`tests/_virtual_time.py`); every other async test gets asyncio's usual loop."""
+(`gateway/eval/_virtual_time.py`); every other async test gets asyncio's usual loop."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 
 import pytest
 
-from tests._virtual_time import VirtualTimeLoop
+from gateway.eval._virtual_time import VirtualTimeLoop
 
 
 def pytest_asyncio_loop_factories(

@@ -32,7 +32,7 @@ STRICT = FallbackPolicy(final=(UpstreamStatusError,))
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "ultra-chain": ("waterfall", {"chain": ["m/fail", "m/ok"]}),
     "ultra-cheap": ("cost", {"chain": ["m/fail", "m/ok"]}),
-    "ultra-judged": ("cost", {"chain": ["m/ok"], "judge": "m/fail"}),
+    "ultra-judged": ("cost", {"chain": ["m/ok", "m/ok2"], "judge": "m/fail"}),  # the last answer is not judged
     "ultra-race": ("parallel", {"candidates": ["m/fail", "m/ok"], "initial_width": 1, "max_width": 1}),
     "ultra-moa": ("simple", {"candidates": ["m/ok", "m/ok2"], "lead": "m/fail"}),
 }

@@ -46,7 +46,7 @@ cache: {enabled: false}
 rate_limits: {enabled: false}
 strategies:
   ultra-water: {kind: waterfall, chain: [m/fail, m/empty, m/refuse, m/fast]}
-  ultra-cheap: {kind: cost, chain: [m/empty, m/refuse, m/fast, m/wise]}
+  ultra-cheap: {kind: cost, chain: [m/empty, m/refuse, m/fast, m/wise], judge: null}
   ultra-race: {kind: parallel, candidates: [m/fast, m/slow], initial_width: 2, max_width: 2}
   ultra-moa: {kind: simple, candidates: [m/fast, m/slow, m/fail], lead: m/wise}
   ultra-moa-lone: {kind: simple, candidates: [m/fast, m/fail], lead: m/wise}
