@@ -132,4 +132,3 @@ class Catalog:
 def _shared(lists: Sequence[Sequence[str]]) -> list[str]:
     common = set(lists[0]).intersection(*lists[1:]) if lists else set()
     return [flag for flag in lists[0] if flag in common] if lists else []
-

@@ -14,8 +14,8 @@ from gateway._redis_urls import parse_redis_url
 
 __all__ = [
     "AuthSettings",
-    "Capability",
     "CacheSettings",
+    "Capability",
     "KeySettings",
     "LimitSettings",
     "ModelGroupSettings",

@@ -90,8 +90,8 @@ def build_strategies(
     """alias → (kind, options), plus every built-in alias the config does not set (with default options).
     Kinds that take arms (adaptive) are built last and choose among the built-in aliases' strategies."""
     configured = dict(aliases)
-    for name, kind in kinds.items():
-        if kind.builtin:
+    for name, registered in kinds.items():
+        if registered.builtin:
             configured.setdefault(f"ultra-{name}", (name, {}))
 
     def build(alias: str, kind: str, options: Mapping[str, Any], arms: Mapping[str, Strategy]) -> Strategy:
