@@ -101,9 +101,9 @@ def convert(litellm: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         else:
             notes.append(f"{where}: skipped (provider prefix {prefix!r} is not supported here)")
             continue
-        key = params.get("api_key")
-        key_env = _env_name(key)
-        if key is not None and key_env is None:
+        secret = params.get("api_key")
+        key_env = _env_name(secret)
+        if secret is not None and key_env is None:
             key_env = f"{_slug(prefix).upper().replace('-', '_').replace('.', '_')}_API_KEY"
             notes.append(f"{where}: the key was written in the file; set it in ${key_env} instead (not copied)")
         ident = (prefix, str(base_url or ""), key_env or "")
