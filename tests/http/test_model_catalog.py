@@ -130,3 +130,9 @@ async def test_key_globs_allow_a_group_by_its_name(http: httpx.AsyncClient) -> N
     assert answer.model == "gpt-4o"
     with pytest.raises(openai.PermissionDeniedError):
         await client.chat.completions.create(model="default", messages=[{"role": "user", "content": "hi"}])
+
+
+async def test_embeddings_on_a_group_name_say_it_is_a_group(http: httpx.AsyncClient) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await sdk(http).embeddings.create(model="gpt-4o", input="hi")
+    assert "'gpt-4o' is a model group" in str(caught.value)
