@@ -94,3 +94,9 @@ def test_mock_only_fields_are_refused_on_real_providers() -> None:
 def test_not_yaml_and_not_a_mapping() -> None:
     assert errors_of("providers: [")[0].startswith("line ")
     assert errors_of("- a\n- b") == ["<root>: the file must hold a mapping (providers:, strategies:, ...)"]
+
+
+def test_the_real_provider_example_loads_with_its_groups() -> None:
+    settings = load_settings(REFERENCE.parents[1] / "config" / "example.yaml", env={})
+    assert settings.model_groups["smart"].routing == "least_in_flight"
+    assert settings.model_groups["default"].alias == "ultra-balanced"
