@@ -46,7 +46,15 @@ def build_gateway(
     aliases: dict[str, tuple[str, Mapping[str, Any]]] = {
         alias: (s.kind, s.model_extra or {}) for alias, s in settings.strategies.items()
     }
-    router = Router(pool, build_strategies(aliases))
+    for name, group in settings.model_groups.items():
+        if group.deployments is not None:
+            aliases[name] = ("group", group.options())
+    strategies = build_strategies(aliases)
+    for name, group in settings.model_groups.items():
+        if group.alias is not None:
+            strategies[name] = strategies[group.alias]  # the alias's own strategy, under another name
+    members = {name: g.deployments for name, g in settings.model_groups.items() if g.deployments is not None}
+    router = Router(pool, strategies, members=members)
     policies = {
         f"{p.name}/{m.id}": BreakerPolicy(p.breaker.failure_threshold, p.breaker.cooldown_s)
         for p in settings.providers

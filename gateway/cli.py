@@ -1,4 +1,5 @@
-"""The `ultra-gateway` command: `serve`, `check-config`, `healthcheck` and `eval` (gateway/eval).
+"""The `ultra-gateway` command: `serve`, `check-config`, `healthcheck`, `eval` (gateway/eval) and
+`import-litellm`.
 
 A bad config is reported as `path: message` lines and exit status 2, before any port is bound. The port is
 `--port`, else `$ULTRA_PORT`, else the config's `server.port`; `healthcheck` resolves it the same way, so a
@@ -45,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--path", default="/health/live", help="route to probe (default: /health/live)")
     health.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the answer (default: 2)")
     eval_command.add_parser(commands)
+    convert = commands.add_parser(
+        "import-litellm", help="print a LiteLLM proxy config's model_list as providers and model_groups YAML"
+    )
+    convert.add_argument("file")
     return parser
 
 
@@ -156,8 +161,40 @@ def _healthcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_litellm(args: argparse.Namespace) -> int:
+    """The converted config on stdout (checked to load), notes on stderr; exit 2 if the file is unusable."""
+    import yaml
+
+    from gateway.config import parse_settings
+    from gateway.litellm_import import convert
+
+    try:
+        with open(args.file, encoding="utf-8") as handle:
+            source = yaml.safe_load(handle)
+        config, notes = convert(source if isinstance(source, dict) else {})
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        print(f"{args.file}: cannot convert: {exc}", file=sys.stderr)
+        return 2
+    text = f"# converted from {os.path.basename(args.file)} by ultra-gateway import-litellm\n" + yaml.safe_dump(
+        config, sort_keys=False, width=120
+    )
+    try:
+        parse_settings(text, source="converted", env={})
+    except ConfigError as exc:
+        print(f"{args.file}: the converted config does not load:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "import-litellm":
+        return _import_litellm(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "healthcheck":

@@ -126,6 +126,7 @@ def _cross_check(settings: Settings, env: Mapping[str, str]) -> list[str]:
             errors.append(f"strategies.{alias}: alias names start with 'ultra-'")
         for path, message in validate_options(strategy.kind, strategy.model_extra or {}, known):
             errors.append(f"strategies.{alias}.{path}: {message}")
+    errors += _check_groups(settings, known)
     for i, key in enumerate(settings.auth.keys):
         if key.key_env is not None and not env.get(key.key_env):
             errors.append(f"auth.keys[{i}].key_env: environment variable {key.key_env} is not set")
@@ -133,6 +134,27 @@ def _cross_check(settings: Settings, env: Mapping[str, str]) -> list[str]:
     for i, name in enumerate(key_names):
         if key_names.index(name) != i:
             errors.append(f"auth.keys[{i}].name: duplicate key name {name!r}")
+    return errors
+
+
+def _check_groups(settings: Settings, deployments: set[str]) -> list[str]:
+    """A group's name must be its own (no alias, no `provider/model`), and what it names must exist."""
+    errors: list[str] = []
+    aliases = set(aliases_of(settings))
+    for name, group in settings.model_groups.items():
+        where = f"model_groups.{name}"
+        if not name.strip() or name != name.strip():
+            errors.append(f"{where}: a group name must be non-empty, without surrounding spaces")
+        if name in aliases:
+            errors.append(f"{where}: the name {name!r} is already a strategy alias")
+        elif name in deployments:
+            errors.append(f"{where}: the name {name!r} is already a deployment (PROVIDER/MODEL)")
+        if group.alias is not None:
+            if group.alias not in aliases:
+                errors.append(f"{where}.alias: unknown strategy alias {group.alias!r}")
+            continue
+        for path, message in validate_options("group", group.options(), deployments):
+            errors.append(f"{where}.{path}: {message}" if path else f"{where}: {message}")
     return errors
 
 

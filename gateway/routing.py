@@ -4,11 +4,12 @@ metric labels) and whether a key may use a name.
 
 A key's model globs bound everything done on its behalf, not only the name it sends: a key allowed `a/*` and
 `ultra-*` runs an alias on the `a/*` deployments alone (403 when the alias has none of them), and a direct
-request's fallbacks are limited to what the key may use too."""
+request's fallbacks are limited to what the key may use too. A model group's name stands for its own
+deployments, as a `provider/model` name does for itself."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from gateway.auth import Authenticator, Principal
 from gateway.core.errors import ModelNotFound
@@ -20,9 +21,16 @@ __all__ = ["Router"]
 
 
 class Router:
-    def __init__(self, pool: ProviderPool, strategies: Mapping[str, Strategy]) -> None:
+    def __init__(
+        self,
+        pool: ProviderPool,
+        strategies: Mapping[str, Strategy],
+        *,
+        members: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.pool = pool
         self.strategies = dict(strategies)
+        self.members = {name: frozenset(names) for name, names in (members or {}).items()}
         self._direct: dict[str, Direct] = {}
         self._pools: dict[tuple[str, ...], ProviderPool] = {}  # per set of key globs
 
@@ -59,6 +67,9 @@ class Router:
         if principal.models == ("*",):
             return self.route(model), self.pool
         strategy = self.strategies.get(model)
+        members = self.members.get(model)
+        if members is not None:  # a model group: the name the key was allowed stands for its deployments
+            return strategy or self.route(model), self.pool.restricted(lambda n: n in members or principal.may_use(n))
         if strategy is not None:
             pool = self._pools.get(principal.models)
             if pool is None:

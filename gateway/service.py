@@ -118,7 +118,9 @@ class Gateway:
             return
         endpoint = RedisEndpoint(fleet.redis_url, timeout_s=fleet.timeout_s, max_connections=2)
         stack.push_async_callback(endpoint.aclose)
-        posteriors = {a: s.posteriors for a, s in self.router.strategies.items() if isinstance(s, Adaptive)}
+        posteriors = {  # a model group over an adaptive alias shares its strategy: synchronised once, by alias
+            a: s.posteriors for a, s in self.router.strategies.items() if isinstance(s, Adaptive) and s.name == a
+        }
         sync = FleetSync(
             endpoint, self.live, posteriors, prefix=fleet.key_prefix, sync_interval_s=fleet.sync_interval_s
         )

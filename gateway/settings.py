@@ -15,8 +15,10 @@ from gateway._redis_urls import parse_redis_url
 __all__ = [
     "AuthSettings",
     "CacheSettings",
+    "Capability",
     "KeySettings",
     "LimitSettings",
+    "ModelGroupSettings",
     "ModelSettings",
     "ProviderSettings",
     "RateLimitSettings",
@@ -58,12 +60,21 @@ class BreakerSettings(_Strict):
     )
 
 
+Capability = Literal["streaming", "tools", "vision", "json_mode", "structured_outputs", "reasoning", "embeddings"]
+"""Flags a model may advertise in `/v1/models`."""
+
+
 class ModelSettings(_Strict):
     id: Annotated[str, Field(min_length=1, description="The upstream model id (the MODEL in PROVIDER/MODEL).")]
     input_cost_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens.")
     output_cost_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens.")
     quality: float = Field(0.5, ge=0, le=1, description="The operator's prior on answer quality, 0 to 1.")
     max_concurrency: int | None = Field(None, ge=1, description="In-flight calls allowed to this model.")
+    context_length: int | None = Field(None, ge=1, description="Context window in tokens, shown in /v1/models.")
+    max_output_tokens: int | None = Field(None, ge=1, description="Longest answer in tokens, shown in /v1/models.")
+    capabilities: list[Capability] | None = Field(
+        None, description="What the model can do, shown in /v1/models (default: what the provider kind declares)."
+    )
     # mock-only profile: a mock provider's models take latency_ms, ms_per_token, failure_rate and reply
     latency_ms: float | None = Field(None, ge=0, description="mock: time to first token.")
     ms_per_token: float | None = Field(None, ge=0, description="mock: streaming pace.")
@@ -124,6 +135,31 @@ class ProviderSettings(_Strict):
     def api_key(self, env: Mapping[str, str]) -> SecretStr | None:
         value = env.get(self.api_key_env) if self.api_key_env else None
         return SecretStr(value) if value else None
+
+
+class ModelGroupSettings(_Strict):
+    """One public model name over several deployments (`deployments`, with a routing policy), or another name
+    for a strategy alias (`alias`). Routing and weights are checked by the `group` strategy's own options."""
+
+    deployments: list[str] | None = Field(None, description="PROVIDER/MODEL names behind the group.")
+    routing: str = Field("weighted", description="weighted, least_in_flight or lowest_latency.")
+    weights: list[float] | None = Field(None, description="weighted: one weight per deployment (default: equal).")
+    alias: str | None = Field(None, description="Serve this strategy alias under the group's name instead.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ModelGroupSettings:
+        if (self.deployments is None) == (self.alias is None):
+            raise ValueError("give exactly one of deployments and alias")
+        if self.alias is not None and (self.weights is not None or "routing" in self.model_fields_set):
+            raise ValueError("routing and weights only apply to a group over deployments")
+        return self
+
+    def options(self) -> dict[str, object]:
+        """The `group` strategy's options for a group over deployments."""
+        out: dict[str, object] = {"deployments": list(self.deployments or ()), "routing": self.routing}
+        if self.weights is not None:
+            out["weights"] = list(self.weights)
+        return out
 
 
 class StrategySettings(BaseModel):
@@ -250,6 +286,9 @@ class Settings(_Strict):
     providers: Annotated[list[ProviderSettings], Field(min_length=1)]
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     strategies: dict[str, StrategySettings] = Field(default_factory=dict)
+    model_groups: dict[str, ModelGroupSettings] = Field(
+        default_factory=dict, description="Public model names over several deployments, or over an alias."
+    )
     cache: CacheSettings = Field(default_factory=CacheSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

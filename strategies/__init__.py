@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway.core.types import loc_path
-from strategies import adaptive, cascade, quality, racing, simple
+from strategies import adaptive, cascade, group, quality, racing, simple
 from strategies._common import Kind, Options
 from strategies.base import Strategy
 from strategies.quality import QualityOptions
@@ -33,19 +33,20 @@ KINDS: Mapping[str, Kind[Any]] = MappingProxyType(
         "cost": cascade.COST,
         "quality": quality.KIND,
         "speed": racing.SPEED,
+        "group": group.KIND,
     }
 )
 """Kind name → Kind. Adding a kind: a module defining its options model and `Kind`, and one line here."""
 
-BUILTIN_ALIASES: tuple[str, ...] = tuple(f"ultra-{kind}" for kind in KINDS)
+BUILTIN_ALIASES: tuple[str, ...] = tuple(f"ultra-{name}" for name, kind in KINDS.items() if kind.builtin)
 """The aliases every gateway serves, with default options unless the config overrides them."""
 
-_REFERENCES = ("candidates", "chain", "lead", "judge", "aggregator")
+_REFERENCES = ("candidates", "chain", "lead", "judge", "aggregator", "deployments")
 
 
 def _arms(kinds: Mapping[str, Kind[Any]]) -> tuple[str, ...]:
     """The kinds an adaptive alias may choose among: every kind that does not itself choose."""
-    return tuple(name for name, kind in kinds.items() if not kind.takes_arms)
+    return tuple(name for name, kind in kinds.items() if kind.builtin and not kind.takes_arms)
 
 
 def _parse(kind: str, options: Mapping[str, Any], kinds: Mapping[str, Kind[Any]]) -> Options:
@@ -89,8 +90,9 @@ def build_strategies(
     """alias → (kind, options), plus every built-in alias the config does not set (with default options).
     Kinds that take arms (adaptive) are built last and choose among the built-in aliases' strategies."""
     configured = dict(aliases)
-    for name in kinds:
-        configured.setdefault(f"ultra-{name}", (name, {}))
+    for name, registered in kinds.items():
+        if registered.builtin:
+            configured.setdefault(f"ultra-{name}", (name, {}))
 
     def build(alias: str, kind: str, options: Mapping[str, Any], arms: Mapping[str, Strategy]) -> Strategy:
         return kinds[kind].build(alias, _parse(kind, options, kinds), arms)

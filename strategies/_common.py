@@ -33,11 +33,13 @@ class Kind(Generic[OptionsT]):
     """One strategy kind, as its module registers it in `strategies.KINDS`: the options model the config is
     validated with, and how to build an alias of this kind. `build(alias, options, arms)` gets the validated
     options and, when `takes_arms`, the other kinds' built-in strategies by kind name (an empty mapping
-    otherwise)."""
+    otherwise). A kind that is not `builtin` has no `ultra-<kind>` alias and is no adaptive arm: it exists only
+    where the configuration names it (its options have no sensible defaults)."""
 
     options: type[OptionsT]
     build: Callable[[str, OptionsT, Mapping[str, Strategy]], Strategy]
     takes_arms: bool = False
+    builtin: bool = True
 
 
 def allowed(pool: ProviderPool, names: Sequence[str]) -> list[Deployment]:

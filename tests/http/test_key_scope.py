@@ -27,12 +27,16 @@ fallbacks:
   a/down: [b/best]
 strategies:
   ultra-bonly: {kind: waterfall, chain: [b/best]}
+model_groups:
+  smart: {deployments: [b/best, a/two], routing: least_in_flight}
 auth:
   keys:
     - {name: narrow, key: sk-narrow, models: ["a/*", "ultra-*"]}
     - {name: wide, key: sk-wide}
+    - {name: grouped, key: sk-grouped, models: ["smart"]}
 """
 NARROW, WIDE = {"authorization": "Bearer sk-narrow"}, {"authorization": "Bearer sk-wide"}
+GROUPED = {"authorization": "Bearer sk-grouped"}
 
 
 @pytest.fixture
@@ -80,3 +84,13 @@ async def test_fallbacks_stay_within_the_keys_models(client: httpx.AsyncClient) 
     assert "b/best" not in failed.json()["error"]["message"]
     assert called(await client.post("/v1/chat/completions", json=body("a/down"), headers=WIDE)) == {"a/down", "b/best"}
     assert (await client.post("/v1/chat/completions", json=body("b/best"), headers=NARROW)).status_code == 403
+
+
+async def test_a_model_group_name_stands_for_its_own_deployments(client: httpx.AsyncClient) -> None:
+    for _ in range(4):  # allowed the group's name, the key may use what the group routes to
+        assert called(await client.post("/v1/chat/completions", json=body("smart"), headers=GROUPED)) <= {
+            "b/best",
+            "a/two",
+        }
+    assert (await client.post("/v1/chat/completions", json=body("b/best"), headers=GROUPED)).status_code == 403
+    assert (await client.post("/v1/chat/completions", json=body("smart"), headers=NARROW)).status_code == 403

@@ -30,7 +30,14 @@ def test_builtin_default_is_a_mock_fleet_of_three_profiles() -> None:
 def test_the_documented_example_is_accepted() -> None:
     example = REFERENCE.read_text().split("```yaml", 1)[1].split("```", 1)[0]
     settings = parse_settings(example, env={"TEAM_A_KEY": "team-a-secret"})
-    assert settings.deployment_names == ["openai/gpt-4o-mini", "openai/gpt-4o", "claude/claude-sonnet-4-5"]
+    assert settings.deployment_names == [
+        "openai/gpt-4o-mini",
+        "openai/gpt-4o",
+        "azure-east/gpt-4o",
+        "claude/claude-sonnet-4-5",
+    ]
+    assert settings.model_groups["gpt-4o"].deployments == ["azure-east/gpt-4o", "openai/gpt-4o"]
+    assert settings.model_groups["default"].alias == "ultra-balanced"
     assert settings.cache.redis_url == "redis://127.0.0.1:6379/0"
     assert "ultra-moa-3" in aliases_of(settings)
 
@@ -87,3 +94,9 @@ def test_mock_only_fields_are_refused_on_real_providers() -> None:
 def test_not_yaml_and_not_a_mapping() -> None:
     assert errors_of("providers: [")[0].startswith("line ")
     assert errors_of("- a\n- b") == ["<root>: the file must hold a mapping (providers:, strategies:, ...)"]
+
+
+def test_the_real_provider_example_loads_with_its_groups() -> None:
+    settings = load_settings(REFERENCE.parents[1] / "config" / "example.yaml", env={})
+    assert settings.model_groups["smart"].routing == "least_in_flight"
+    assert settings.model_groups["default"].alias == "ultra-balanced"

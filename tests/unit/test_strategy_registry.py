@@ -86,7 +86,8 @@ def test_builtin_aliases_are_the_table_in_order() -> None:
         "ultra-quality",
         "ultra-speed",
     )
-    assert tuple(f"ultra-{kind}" for kind in KINDS) == BUILTIN_ALIASES
+    assert tuple(f"ultra-{name}" for name, kind in KINDS.items() if kind.builtin) == BUILTIN_ALIASES
+    assert "ultra-group" not in BUILTIN_ALIASES  # a group needs its deployments: there is no default one
 
 
 def test_an_unknown_kind_is_an_error_naming_the_known_ones() -> None:
@@ -95,7 +96,7 @@ def test_an_unknown_kind_is_an_error_naming_the_known_ones() -> None:
         (
             "kind",
             "unknown strategy kind 'first' (one of: simple, parallel, waterfall, balanced, adaptive, cost, "
-            "quality, speed)",
+            "quality, speed, group)",
         )
     ]
 

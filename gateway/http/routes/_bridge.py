@@ -83,8 +83,9 @@ async def _embed(inbound: Inbound, body: dict[str, Any], model: str) -> Answer:
     caller = inbound.caller(model)
     Authenticator.authorize(caller.principal, model)
     if model in gateway.router.strategies:
+        what = "a model group" if model in gateway.settings.model_groups else "a strategy alias"
         raise InvalidRequest(
-            f"'{model}' is a strategy alias; embeddings need one deployment, named as provider/model", param="model"
+            f"'{model}' is {what}; embeddings need one deployment, named as provider/model", param="model"
         )
     deployment = gateway.router.pool.resolve(model)
     provider = deployment.provider
