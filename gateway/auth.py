@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from gateway.core.errors import AuthenticationFailed, ModelNotAllowed
 from gateway.core.redaction import bounded
-from gateway.settings import AuthSettings, KeySettings
+from gateway.settings import AuthSettings, BudgetSettings, KeySettings
 
 __all__ = ["ANONYMOUS", "Authenticator", "Principal"]
 
@@ -36,6 +36,7 @@ class Principal:
     rpm: int | None = None
     tpm: int | None = None
     anonymous: bool = False
+    budget: BudgetSettings | None = None
 
     def may_use(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
@@ -68,7 +69,7 @@ class Authenticator:
             [
                 (
                     _digest(k, env),
-                    Principal(k.name, k.tenant, tuple(k.models), k.rpm, k.tpm),
+                    Principal(k.name, k.tenant, tuple(k.models), k.rpm, k.tpm, budget=k.budget),
                 )
                 for k in settings.keys
             ]

@@ -13,10 +13,11 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from gateway.auth import Authenticator
-from gateway.backends import build_cache, build_limiter, build_response_store
+from gateway.backends import build_cache, build_limiter, build_response_store, build_spend
 from gateway.cache.stored_responses import ResponseStore
 from gateway.core.stats import LiveStats
 from gateway.pipeline import Pipeline
+from gateway.pricing import price_table
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.telemetry.metrics import Metrics
@@ -87,6 +88,9 @@ class Gateway:
         limiter = build_limiter(self.settings.rate_limits)
         if limiter is not None:
             stack.push_async_callback(limiter.aclose)
+        spend = build_spend(self.settings.auth, self.settings.rate_limits, price_table(self.settings, self.router.pool))
+        if spend is not None:
+            stack.push_async_callback(spend.aclose)
         self._responses = build_response_store(self.settings.cache)
         stack.push_async_callback(self._responses.aclose)
         server = self.settings.server
@@ -99,6 +103,7 @@ class Gateway:
             cache_secret=self._cache_secret,
             cache_sampled=self.settings.cache.sampled,
             limiter=limiter,
+            spend=spend,
             request_timeout_s=server.request_timeout_s,
             expose_metadata=server.expose_metadata,
             clock=self._clock,

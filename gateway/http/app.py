@@ -23,6 +23,7 @@ from gateway.http.routes.health import live, metrics, ready
 from gateway.http.routes.messages import count_tokens_route, messages_route
 from gateway.http.routes.models import list_models, retrieve_model
 from gateway.http.routes.responses import delete_response, get_response, responses_route
+from gateway.http.routes.usage import usage
 from gateway.http.server import configure_server
 from gateway.service import Gateway
 from gateway.settings import Settings
@@ -43,7 +44,7 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
             await service.aclose()
 
     app = Litestar(
-        route_handlers=[list_models, retrieve_model, live, ready, metrics, get_response, delete_response],
+        route_handlers=[list_models, retrieve_model, live, ready, metrics, get_response, delete_response, usage],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=None,

@@ -37,6 +37,7 @@ _ROUTES = (
     "/v1/messages/count_tokens",
     "/v1/responses",
     "/v1/embeddings",
+    "/v1/usage",
 )
 _PROPAGATION = (b"traceparent", b"tracestate", b"baggage")
 

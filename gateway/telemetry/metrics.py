@@ -3,7 +3,7 @@
 A small registry of counters and histograms keyed by label tuples: recording is a dict lookup and an add, so it
 stays on for every request. Names follow the GenAI conventions (`gen_ai.client.operation.duration` becomes
 `gen_ai_client_operation_duration_seconds`, with the convention's bucket boundaries); labels are bounded
-(aliases, provider/model, status, error type), never a key, tenant or request id.
+(aliases, provider/model, status, error type, configured key and tenant names), never a key or a request id.
 """
 
 from __future__ import annotations
@@ -108,6 +108,14 @@ class Metrics:
             kind="gauge",
         )
         self.cost = _Counter("ultra_cost_usd_total", "Upstream cost in USD by model/alias.", ("model",))
+        self.spend = _Counter(
+            "ultra_spend_usd_total",
+            "Upstream cost in USD by API key, tenant and model/alias.",
+            ("key", "tenant", "model"),
+        )
+        self.budget_rejections = _Counter(
+            "ultra_budget_rejections_total", "Requests refused by a budget.", ("scope", "period")
+        )
 
     def render(self) -> str:
         lines: list[str] = []
@@ -120,6 +128,8 @@ class Metrics:
             self.provider_errors,
             self.breaker,
             self.cost,
+            self.spend,
+            self.budget_rejections,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

@@ -48,7 +48,7 @@ async def complete(inbound: Inbound, chat: ChatRequest, caller: Caller) -> Answe
     response headers (x-ultra-*, rate limits)."""
     answer = await inbound.gateway.pipeline.complete(chat, caller)
     inbound.state.meta = answer.meta
-    return Answer(answer.body, answer_headers(answer.meta, answer.cache, answer.limits))
+    return Answer(answer.body, answer_headers(answer.meta, answer.cache, answer.limits, answer.budget))
 
 
 @asynccontextmanager
@@ -58,7 +58,7 @@ async def streamed(inbound: Inbound, chat: ChatRequest, caller: Caller) -> Async
     async with AsyncExitStack() as stack:
         opened = await stack.enter_async_context(inbound.gateway.pipeline.stream(chat, caller))
         inbound.state.meta = opened.meta  # complete by the time the line is written, after the stream
-        yield Streamed(opened.chunks, answer_headers(opened.meta, opened.cache, opened.limits))
+        yield Streamed(opened.chunks, answer_headers(opened.meta, opened.cache, opened.limits, opened.budget))
 
 
 async def embed(inbound: Inbound, body: dict[str, Any]) -> Answer:
