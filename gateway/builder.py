@@ -49,7 +49,7 @@ def build_gateway(
     router = Router(pool, build_strategies(aliases))
     live = LiveStats()  # per-deployment latency, success and breakers, shared by every strategy
     observer = RequestObserver(Metrics(), tracing, live, known_model=router.known)
-    return Gateway(
+    gateway = Gateway(
         settings,
         router=router,
         observer=observer,
@@ -59,3 +59,5 @@ def build_gateway(
         clock=clock,
         rng=rng if rng is not None else random.Random(),
     )
+    gateway.env = env
+    return gateway

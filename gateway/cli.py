@@ -1,4 +1,4 @@
-"""The `ultra-gateway` command: `serve`, `check-config` and `healthcheck` (SPEC §1).
+"""The `ultra-gateway` command: `serve`, `check-config`, `healthcheck` and `keys` (the admin API's client).
 
 A bad config is reported as `path: message` lines and exit status 2, before any port is bound. The port is
 `--port`, else `$ULTRA_PORT`, else the config's `server.port`; `healthcheck` resolves it the same way, so a
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -43,7 +44,68 @@ def _parser() -> argparse.ArgumentParser:
     health.add_argument("--port", type=int, help="port to probe (default: $ULTRA_PORT, else server.port)")
     health.add_argument("--path", default="/health/live", help="route to probe (default: /health/live)")
     health.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the answer (default: 2)")
+    keys = commands.add_parser("keys", help="create, list, revoke or rotate runtime API keys (the admin API)")
+    keys.add_argument("action", choices=["create", "list", "revoke", "rotate"])
+    keys.add_argument("name", nargs="?", help="the key's name (create, revoke, rotate)")
+    keys.add_argument("--url", help="the gateway (default: http://127.0.0.1:$ULTRA_PORT, else port 8000)")
+    keys.add_argument(
+        "--admin-key-env", default="ULTRA_ADMIN_KEY", help="variable holding the admin key (default: ULTRA_ADMIN_KEY)"
+    )
+    keys.add_argument("--tenant")
+    keys.add_argument("--models", help="comma-separated model globs (default: *)")
+    keys.add_argument("--rpm", type=int)
+    keys.add_argument("--tpm", type=int)
+    keys.add_argument("--budget-usd", type=float)
+    keys.add_argument("--budget-period", choices=["day", "month", "rolling_24h"], default="month")
+    keys.add_argument("--expires-in-days", type=float)
+    keys.add_argument("--timeout", type=float, default=10.0)
     return parser
+
+
+def _keys(args: argparse.Namespace) -> int:
+    """The admin API over HTTP: prints the answer as JSON (a new key's secret is in it, once)."""
+    import json
+    import time
+
+    admin = os.environ.get(args.admin_key_env, "")
+    if not admin:
+        print(f"ultra-gateway keys: environment variable {args.admin_key_env} is not set", file=sys.stderr)
+        return 2
+    if args.action != "list" and not args.name:
+        print(f"ultra-gateway keys {args.action}: give the key's name", file=sys.stderr)
+        return 2
+    try:
+        base = (args.url or f"http://127.0.0.1:{_env_port(os.environ) or 8000}").rstrip("/")
+    except ValueError as exc:
+        print(f"ultra-gateway keys: {exc}", file=sys.stderr)
+        return 2
+    method, path, body = "GET", "/admin/keys", None
+    spec: dict[str, object]
+    if args.action == "create":
+        spec = {"name": args.name}
+        for field in ("tenant", "rpm", "tpm"):
+            if getattr(args, field) is not None:
+                spec[field] = getattr(args, field)
+        if args.models:
+            spec["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+        if args.budget_usd is not None:
+            spec["budget"] = {"usd": args.budget_usd, "period": args.budget_period}
+        if args.expires_in_days is not None:
+            spec["expires_at"] = time.time() + args.expires_in_days * 86_400
+        method, body = "POST", spec
+    elif args.action == "revoke":
+        method, path = "DELETE", f"/admin/keys/{args.name}"
+    elif args.action == "rotate":
+        method, path = "POST", f"/admin/keys/{args.name}/rotate"
+    from gateway.http.admin_client import AdminCallFailed, call_admin
+
+    try:
+        answer = call_admin(base, method, path, admin, body, timeout_s=args.timeout)
+    except AdminCallFailed as exc:
+        print(f"ultra-gateway keys {args.action}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2))
+    return 0
 
 
 def _env_port(env: Mapping[str, str]) -> int | None:
@@ -94,7 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ultra-gateway: {exc}", file=sys.stderr)
         return 2
     workers = args.workers or server.workers
-    if not settings.auth.keys:
+    if not settings.auth.keys and settings.auth.admin_key_env is None:
         log.warning("NO API KEYS CONFIGURED: this gateway is open to anyone who can reach %s:%s", host, port)
     common = {
         "host": host,
@@ -107,13 +169,17 @@ def _serve(args: argparse.Namespace) -> int:
         "http": GatewayHttpProtocol,  # uvicorn's httptools protocol plus a header-read timeout (http/server.py)
     }
     configure_server(server.header_timeout_s, server.shutdown_grace_s)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the serving loop installs the reload handler
     if workers > 1:
-        # Every worker process builds its own app from the same, already validated file.
+        # Every worker process builds its own app from the same, already validated file, and reloads it on the
+        # SIGHUP the supervisor forwards.
         if args.config:
             os.environ["ULTRA_CONFIG"] = os.path.abspath(args.config)
-        uvicorn.run("gateway.http.app:app_from_env", factory=True, workers=workers, **common)
+        from gateway.http.supervisor import run_workers
+
+        run_workers(workers, common)
     else:
-        app = create_app(settings)
+        app = create_app(settings, config_path=args.config, serving=True)
         prepare_process()
         uvicorn.run(app, **common)
     return 0
@@ -160,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "healthcheck":
         return _healthcheck(args)
+    if args.command == "keys":
+        return _keys(args)
     return _check(args)
 
 

@@ -6,9 +6,10 @@ requests with them. Closing it closes everything it opened, in reverse, even whe
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -16,8 +17,10 @@ from gateway.auth import Authenticator
 from gateway.backends import build_cache, build_limiter, build_response_store, build_spend
 from gateway.cache.stored_responses import ResponseStore
 from gateway.core.stats import LiveStats
+from gateway.keystore import KeyStore, build_keystore, start_watching
 from gateway.pipeline import Pipeline
 from gateway.pricing import price_table
+from gateway.reload import ReloadOutcome, reload_gateway
 from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.telemetry.metrics import Metrics
@@ -51,6 +54,11 @@ class Gateway:
         self._resources = AsyncExitStack()
         self._pipeline: Pipeline | None = None
         self._responses: ResponseStore | None = None
+        self.keystore: KeyStore | None = None
+        self.config_path: str | None = None  # what a reload reads (None: $ULTRA_CONFIG, else the built-in default)
+        self.env: Mapping[str, str] = os.environ
+        self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[Any]] = set()
 
     @property
     def tracing(self) -> Tracing:
@@ -91,6 +99,10 @@ class Gateway:
         spend = build_spend(self.settings.auth, self.settings.rate_limits, price_table(self.settings, self.router.pool))
         if spend is not None:
             stack.push_async_callback(spend.aclose)
+        self.keystore = build_keystore(self.settings.auth, self.settings.rate_limits)
+        if self.keystore is not None:
+            stack.push_async_callback(self.keystore.aclose)
+            await start_watching(self.keystore, lambda: self.auth, stack)
         self._responses = build_response_store(self.settings.cache)
         stack.push_async_callback(self._responses.aclose)
         server = self.settings.server
@@ -110,8 +122,39 @@ class Gateway:
             rng=self._rng,
         )
 
+    async def reload(self, path: str | None = None) -> ReloadOutcome:
+        """Re-read the configuration and swap it in (gateway/reload.py); one reload at a time."""
+        async with self._reload_lock:
+            return await reload_gateway(self, path)
+
+    def swap(
+        self,
+        settings: Settings,
+        *,
+        router: Router,
+        auth: Authenticator,
+        pipeline: Pipeline,
+        responses: ResponseStore,
+        cache_secret: bytes | None,
+        env: Mapping[str, str],
+    ) -> None:
+        """Replace what serves new requests, all at once (called without an await in between)."""
+        self.settings, self.router, self.auth, self.env = settings, router, auth, env
+        self._pipeline, self._responses, self._cache_secret = pipeline, responses, cache_secret
+        self.observer.retarget(router.known)
+
+    def adopt(self, resource: Any) -> None:
+        """Close `resource` with the gateway (something a reload opened)."""
+        self._resources.push_async_callback(resource.aclose)
+
+    def background(self, task: asyncio.Task[Any]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def aclose(self) -> None:
         self._pipeline = self._responses = None
+        for task in list(self._background):
+            task.cancel()
         await self._resources.aclose()
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 __all__ = ["GatewayProcess"]
@@ -20,8 +20,9 @@ _LISTENING = re.compile(r"Uvicorn running on (http://\S+:\d+)")
 
 
 class GatewayProcess:
-    def __init__(self, config: Path, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, config: Path, env: Mapping[str, str] | None = None, args: Sequence[str] = ()) -> None:
         self.config = config
+        self.args = list(args)
         self.env = {**os.environ, **(env or {})}
         self.env.pop("ULTRA_CONFIG", None)
         self.process: subprocess.Popen[str] | None = None
@@ -58,7 +59,7 @@ class GatewayProcess:
 
     def start(self, timeout_s: float = 30.0) -> GatewayProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(self.config), "--port", "0"],
+            [sys.executable, "-m", "gateway", "serve", "--config", str(self.config), "--port", "0", *self.args],
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,

@@ -6,9 +6,13 @@ config path from `ULTRA_CONFIG` (set by the CLI, which has already validated the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
+import logging
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
@@ -17,6 +21,7 @@ from gateway.builder import build_gateway
 from gateway.config import load_settings
 from gateway.http.edge import RequestIdEdge
 from gateway.http.errors import EXCEPTION_HANDLERS
+from gateway.http.routes.admin import ADMIN_ROUTES
 from gateway.http.routes.chat import chat_route
 from gateway.http.routes.embeddings import embeddings_route
 from gateway.http.routes.health import live, metrics, ready
@@ -31,20 +36,39 @@ from gateway.telemetry.access import start_access_log
 
 __all__ = ["app_from_env", "create_app", "prepare_process"]
 
+log = logging.getLogger("ultra_gateway")
 
-def create_app(settings: Settings, *, gateway: Gateway | None = None) -> RequestIdEdge:
+
+def create_app(
+    settings: Settings, *, gateway: Gateway | None = None, config_path: str | None = None, serving: bool = False
+) -> RequestIdEdge:
+    """`serving`: this is the server process (the CLI, a uvicorn worker), so SIGHUP reloads the configuration
+    from `config_path` (None: `$ULTRA_CONFIG`, else the built-in default)."""
     service = gateway or build_gateway(settings)
+    service.config_path = config_path
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await service.start()
+        hup = on_sighup(service) if serving else contextlib.nullcontext()
         try:
-            yield
+            with hup:
+                yield
         finally:
             await service.aclose()
 
     app = Litestar(
-        route_handlers=[list_models, retrieve_model, live, ready, metrics, get_response, delete_response, usage],
+        route_handlers=[
+            list_models,
+            retrieve_model,
+            live,
+            ready,
+            metrics,
+            get_response,
+            delete_response,
+            usage,
+            *ADMIN_ROUTES,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         openapi_config=None,
@@ -63,6 +87,24 @@ def create_app(settings: Settings, *, gateway: Gateway | None = None) -> Request
         "/v1/embeddings": embeddings_route(service),
     }
     return RequestIdEdge(app, service.tracing, routes=routes)
+
+
+@contextlib.contextmanager
+def on_sighup(service: Gateway) -> Iterator[None]:
+    """While serving, SIGHUP reloads the configuration in this process (each worker has its own handler; the
+    CLI's supervisor forwards the signal to every worker instead of restarting them)."""
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        log.info("SIGHUP: reloading the configuration")
+        service.background(loop.create_task(service.reload()))
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the process exits: a late HUP must not kill it
 
 
 def prepare_process() -> None:
@@ -84,8 +126,9 @@ def prepare_process() -> None:
 
 def app_from_env() -> RequestIdEdge:
     """uvicorn factory for `--workers N`: every worker loads the same (already validated) config."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the lifespan installs the reload handler
     settings = load_settings()
-    app = create_app(settings)
+    app = create_app(settings, serving=True)
     configure_server(settings.server.header_timeout_s, settings.server.shutdown_grace_s)
     prepare_process()
     return app

@@ -113,6 +113,12 @@ class Spend:
         self._plans: dict[tuple[str | None, BudgetLike | None, str | None], _Plan] = {}
         self._settlements: Batcher[SpendSettlement] = Batcher(self._settle_many, delay_s=SETTLE_BATCH_S)
 
+    def reconfigure(self, *, tenants: Mapping[str, BudgetLike], prices: Callable[[str], tuple[float, float]]) -> None:
+        """New tenant budgets and prices (a configuration reload); the totals stay where they are."""
+        self.tenants = dict(tenants)
+        self.prices = prices
+        self._plans = {}
+
     def plan(self, key: str | None, key_budget: BudgetLike | None, tenant: str | None) -> _Plan:
         """The counters of a key and its tenant (day and month always; the rolling window when a budget uses
         it), the budgeted ones carrying their limit."""

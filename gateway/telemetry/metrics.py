@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
 from collections.abc import Sequence
 
 __all__ = ["Metrics"]
@@ -113,6 +114,23 @@ class Metrics:
             "Upstream cost in USD by API key, tenant and model/alias.",
             ("key", "tenant", "model"),
         )
+        self.reload_failures = _Counter(
+            "ultra_config_reload_failures_total", "Configuration reloads refused (the old configuration kept).", ()
+        )
+        self.reload_success = _Counter(
+            "ultra_config_last_reload_success",
+            "1 if the last configuration reload succeeded, else 0.",
+            (),
+            kind="gauge",
+        )
+        self.reload_success.set((), 1.0)
+        self.reload_time = _Counter(
+            "ultra_config_last_reload_timestamp_seconds",
+            "When the configuration was last (re)loaded.",
+            (),
+            kind="gauge",
+        )
+        self.reload_time.set((), time.time())
         self.budget_rejections = _Counter(
             "ultra_budget_rejections_total", "Requests refused by a budget.", ("scope", "period")
         )
@@ -130,6 +148,9 @@ class Metrics:
             self.cost,
             self.spend,
             self.budget_rejections,
+            self.reload_failures,
+            self.reload_success,
+            self.reload_time,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

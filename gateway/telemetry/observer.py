@@ -35,6 +35,10 @@ class RequestObserver:
         self.live = live
         self._known = known_model
 
+    def retarget(self, known_model: Callable[[str], bool]) -> None:
+        """What the gateway serves changed (a configuration reload)."""
+        self._known = known_model
+
     def model_label(self, model: str) -> str:
         return model if self._known(model) else UNKNOWN_MODEL
 
