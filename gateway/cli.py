@@ -37,6 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--workers", type=int, help="worker processes (default: server.workers, 1)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="the non-access log lines (default: text)"
+    )
+    serve.add_argument(
+        "--access-log",
+        default="stdout",
+        choices=["stdout", "stderr", "off"],
+        help="where the JSON access lines go (default: stdout; everything else goes to stderr)",
+    )
     check = commands.add_parser("check-config", help="validate a config file; exit 0 if valid, 2 if not")
     check.add_argument("file")
     health = commands.add_parser("healthcheck", help="exit 0 if the local gateway answers its health route")
@@ -146,8 +155,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.http.app import create_app, prepare_process
     from gateway.http.server import GatewayHttpProtocol, configure_server
+    from gateway.telemetry.logs import LogOptions, configure_logging
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    options = LogOptions(args.log_level, args.log_format, args.access_log)
+    os.environ.update(options.to_env())  # this process's access writer and every worker read them
+    configure_logging(options)
     server = settings.server
     host = args.host or server.host
     try:
@@ -168,6 +180,8 @@ def _serve(args: argparse.Namespace) -> int:
         "server_header": False,
         "http": GatewayHttpProtocol,  # uvicorn's httptools protocol plus a header-read timeout (http/server.py)
     }
+    if args.log_format == "json":
+        common["log_config"] = None  # uvicorn's lines go through the root logger's JSON formatter
     configure_server(server.header_timeout_s, server.shutdown_grace_s)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the serving loop installs the reload handler
     if workers > 1:

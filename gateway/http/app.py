@@ -33,6 +33,7 @@ from gateway.http.server import configure_server
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.telemetry.access import start_access_log
+from gateway.telemetry.logs import access_stream, configure_logging, options_from_env
 
 __all__ = ["app_from_env", "create_app", "prepare_process"]
 
@@ -117,7 +118,14 @@ def prepare_process() -> None:
     - The GIL is handed between threads every 1 ms instead of 5 ms: the span exporter's thread then delays the
       event loop by at most that much at a time (added p99 at 200 req/s with tracing on: 28 ms → 8-9 ms).
     """
-    start_access_log()
+    options = options_from_env()
+    stream = access_stream(options)
+    if stream is not None:
+        start_access_log(stream)
+    else:
+        access = logging.getLogger("ultra_gateway.access")  # not `disabled`: logging's dictConfig resets that
+        access.setLevel(logging.CRITICAL + 1)
+        access.propagate = False
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 100)
@@ -127,6 +135,7 @@ def prepare_process() -> None:
 def app_from_env() -> RequestIdEdge:
     """uvicorn factory for `--workers N`: every worker loads the same (already validated) config."""
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the lifespan installs the reload handler
+    configure_logging(options_from_env())  # a worker process: the CLI's choices arrive in the environment
     settings = load_settings()
     app = create_app(settings, serving=True)
     configure_server(settings.server.header_timeout_s, settings.server.shutdown_grace_s)
