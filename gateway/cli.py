@@ -189,9 +189,18 @@ def _serve(args: argparse.Namespace) -> int:
         # SIGHUP the supervisor forwards.
         if args.config:
             os.environ["ULTRA_CONFIG"] = os.path.abspath(args.config)
+        import shutil
+        import tempfile
+
         from gateway.http.supervisor import run_workers
 
-        run_workers(workers, common)
+        # Each worker's metrics snapshot goes here, so any worker's /metrics answers for all of them.
+        shared = tempfile.mkdtemp(prefix="ultra-metrics-")
+        os.environ["ULTRA_METRICS_DIR"] = shared
+        try:
+            run_workers(workers, common)
+        finally:
+            shutil.rmtree(shared, ignore_errors=True)
     else:
         app = create_app(settings, config_path=args.config, serving=True)
         prepare_process()

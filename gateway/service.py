@@ -25,6 +25,7 @@ from gateway.routing import Router
 from gateway.settings import Settings
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.observer import RequestObserver
+from gateway.telemetry.shared import SharedMetrics
 from gateway.telemetry.tracing import Tracing
 
 __all__ = ["Gateway"]
@@ -59,6 +60,7 @@ class Gateway:
         self.env: Mapping[str, str] = os.environ
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self.shared_metrics: SharedMetrics | None = None  # `--workers N`: /metrics sums every worker
 
     @property
     def tracing(self) -> Tracing:

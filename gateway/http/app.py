@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -34,6 +35,7 @@ from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.telemetry.access import start_access_log
 from gateway.telemetry.logs import access_stream, configure_logging, options_from_env
+from gateway.telemetry.shared import SharedMetrics
 
 __all__ = ["app_from_env", "create_app", "prepare_process"]
 
@@ -51,6 +53,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await service.start()
+        if service.shared_metrics is not None:
+            service.background(asyncio.get_running_loop().create_task(service.shared_metrics.run(service.metrics)))
         hup = on_sighup(service) if serving else contextlib.nullcontext()
         try:
             with hup:
@@ -137,7 +141,11 @@ def app_from_env() -> RequestIdEdge:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the lifespan installs the reload handler
     configure_logging(options_from_env())  # a worker process: the CLI's choices arrive in the environment
     settings = load_settings()
-    app = create_app(settings, serving=True)
+    gateway = build_gateway(settings)
+    shared = os.environ.get("ULTRA_METRICS_DIR")
+    if shared:
+        gateway.shared_metrics = SharedMetrics(shared)
+    app = create_app(settings, gateway=gateway, serving=True)
     configure_server(settings.server.header_timeout_s, settings.server.shutdown_grace_s)
     prepare_process()
     return app

@@ -32,6 +32,11 @@ def _labels(names: Sequence[str], values: Labels, extra: str = "") -> str:
     return "{" + ",".join(parts) + "}" if parts else ""
 
 
+def _number(value: float) -> str:
+    """Every digit a float has (`:g` kept six, so a large USD total lost its cents)."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 class _Counter:
     def __init__(self, name: str, help_text: str, labels: Sequence[str], kind: str = "counter") -> None:
         self.name, self.help, self.label_names, self.kind = name, help_text, tuple(labels), kind
@@ -45,7 +50,7 @@ class _Counter:
 
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-        lines += [f"{self.name}{_labels(self.label_names, k)} {v:g}" for k, v in sorted(self.values.items())]
+        lines += [f"{self.name}{_labels(self.label_names, k)} {_number(v)}" for k, v in sorted(self.values.items())]
         return lines
 
 
@@ -71,7 +76,7 @@ class _Histogram:
                 bucket = _labels(self.label_names, labels, 'le="' + le + '"')
                 lines.append(f"{self.name}_bucket{bucket} {running:g}")
             lines.append(f"{self.name}_count{_labels(self.label_names, labels)} {running:g}")
-            lines.append(f"{self.name}_sum{_labels(self.label_names, labels)} {series[-1]:g}")
+            lines.append(f"{self.name}_sum{_labels(self.label_names, labels)} {_number(series[-1])}")
         return lines
 
 
