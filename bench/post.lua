@@ -1,7 +1,10 @@
 -- wrk: POST a chat completion. BENCH_MODEL selects the model; BENCH_UNIQUE=1 makes every body different
--- (a cache miss each time), otherwise every request is the same (a cache hit after the first).
+-- (a cache miss each time), otherwise every request is the same (a cache hit after the first). BENCH_KEY, when
+-- set, is sent as the API key.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+local key = os.getenv("BENCH_KEY") or ""
+if key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
 local model = os.getenv("BENCH_MODEL") or "up/m"
 local unique = os.getenv("BENCH_UNIQUE") == "1"
 local counter = 0

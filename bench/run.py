@@ -109,7 +109,13 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
 def wrk(
-    url: str, connections: int, seconds: float, model: str, latency: bool = False, unique: bool = False
+    url: str,
+    connections: int,
+    seconds: float,
+    model: str,
+    latency: bool = False,
+    unique: bool = False,
+    key: str = "",
 ) -> dict[str, float]:
     args = [
         "taskset",
@@ -128,7 +134,7 @@ def wrk(
         [*args, url],
         capture_output=True,
         text=True,
-        env={**os.environ, "BENCH_MODEL": model, "BENCH_UNIQUE": "1" if unique else "0"},
+        env={**os.environ, "BENCH_MODEL": model, "BENCH_UNIQUE": "1" if unique else "0", "BENCH_KEY": key},
         timeout=seconds + 30,
         check=True,
     ).stdout
