@@ -9,7 +9,8 @@ serves requests in one step.
   objects. Providers whose settings are unchanged are kept, with their connection pools; providers removed or
   changed are closed once the longest request could have finished (`server.request_timeout_s`).
 - The cache, rate limits and budgets keep their backends when their sections did not change (their rules are
-  updated in place); a changed `cache` section gets a new cache. Changes to `server.host/port/workers`,
+  updated in place); a changed `cache` section gets a new cache; the first keys of a gateway that had none start
+  spend accounting. Changes to `server.host/port/workers`,
   `telemetry`, `rate_limits.backend/redis_url` and `auth.admin_key_env` need a restart: they are reported as
   such and the rest is applied.
 - Runtime keys (the admin API) survive a reload: they are not in the file.
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gateway.auth import Authenticator
-from gateway.backends import build_cache, build_response_store, cache_secret
+from gateway.backends import build_cache, build_response_store, build_spend, cache_secret
 from gateway.config import ConfigError, load_settings
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.provider import Provider
@@ -222,9 +223,14 @@ async def reload_gateway(
         retiring.append(gateway.responses)
     if pipeline.limiter is not None and "rate_limits.backend" not in outcome.needs_restart:
         _limits(pipeline.limiter, new)
+    opened: list[Any] = []
     if pipeline.spend is not None:
         tenants = {name: t.budget for name, t in new.auth.tenants.items() if t.budget is not None}
         pipeline.spend.reconfigure(tenants=tenants, prices=price_table(new, pool))
+    else:  # the first keys: spend is accounted from now on
+        pipeline.spend = build_spend(new.auth, new.rate_limits, price_table(new, pool))
+        if pipeline.spend is not None:
+            opened.append(pipeline.spend)
     auth.replace_runtime(gateway.auth.runtime)
     # The swap: no await from here to the end, so no request sees half of it.
     for provider in created:
@@ -233,6 +239,8 @@ async def reload_gateway(
         gateway.adopt(pipeline.cache)
     if responses is not gateway.responses:
         gateway.adopt(responses)
+    for resource in opened:
+        gateway.adopt(resource)
     gateway.swap(new, router=router, auth=auth, pipeline=pipeline, responses=responses, cache_secret=secret, env=env)
     gateway.metrics.reload_success.set((), 1.0)
     gateway.metrics.reload_time.set((), time.time())
