@@ -62,18 +62,24 @@ async def test_two_processes_enforce_one_budget_under_concurrency(tmp_path: Path
             spent = sum(float(r.headers["x-ultra-cost-usd"]) for r in ok)
             assert 0 < spent <= 300  # each request cost no more than its hold: the budget is never passed
 
+            async def settled() -> None:
+                """Until every hold has been replaced by its real cost (settlements are batched, in the background)."""
+                for _ in range(500):
+                    left = (await client.get(f"{b.base_url}/v1/usage", headers=CAPPED)).json()
+                    if left["key"]["periods"]["day"]["in_flight_usd"] == 0:
+                        return
+                    await asyncio.sleep(0.01)
+                raise AssertionError("holds were never settled")
+
             # one at a time, alternating processes, until refused: the real costs have replaced the holds, so the
             # refusal comes exactly when what is left no longer covers one hold
+            await settled()
             for i in range(100):
                 response = await one(i)
                 if response.status_code == 429:
                     break
                 spent += float(response.headers["x-ultra-cost-usd"])
-                for _ in range(200):  # let this request's settlement land before the next admission
-                    left = (await client.get(f"{urls[i % 2]}/v1/usage", headers=CAPPED)).json()
-                    if left["key"]["periods"]["day"]["in_flight_usd"] == 0:
-                        break
-                    await asyncio.sleep(0.01)
+                await settled()
             assert response.status_code == 429
             assert spent <= 300
             assert 300 - spent < hold + 1e-6
