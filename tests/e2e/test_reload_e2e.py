@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests._gateway_process import GatewayProcess
+from tests.fakes.openai_upstream import FakeOpenAI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -147,3 +148,38 @@ def test_admin_reload_reports_what_changed(tmp_path: Path) -> None:
         assert any("bogus" in e for e in refused.json()["errors"])
         assert client.post(f"{gateway.base_url}/admin/reload", headers=USER).status_code == 401
         assert ask(client, gateway.base_url, "changing/new") == 200
+
+
+def test_a_request_in_flight_finishes_on_the_provider_a_reload_removes(tmp_path: Path) -> None:
+    with FakeOpenAI() as upstream:
+        config = tmp_path / "gateway.yaml"
+        before = f"""
+providers:
+  - name: steady
+    kind: mock
+    models: [{{id: base}}]
+  - name: leaving
+    kind: openai
+    base_url: {upstream.url}
+    models: [{{id: slow-1500}}]
+"""
+        config.write_text(before)
+        with GatewayProcess(config) as gateway:
+            assert gateway.process is not None
+            result: list[httpx.Response] = []
+            body = {"model": "leaving/slow-1500", "messages": [{"role": "user", "content": "x"}]}
+            thread = threading.Thread(
+                target=lambda: result.append(
+                    httpx.post(f"{gateway.base_url}/v1/chat/completions", json=body, timeout=20)
+                ),
+                daemon=True,
+            )
+            thread.start()
+            assert upstream.received.wait(10)  # the call is at the upstream now
+            config.write_text(before.split("  - name: leaving")[0])
+            os.kill(gateway.process.pid, signal.SIGHUP)
+            gateway.wait_for_line(lambda line: "config reloaded from" in line)
+            with httpx.Client(timeout=10) as client:  # new requests see the new configuration at once
+                assert client.post(f"{gateway.base_url}/v1/chat/completions", json=body).status_code == 404
+            thread.join(timeout=20)
+            assert result and result[0].status_code == 200  # the old one finished on the provider it started with
