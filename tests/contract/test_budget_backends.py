@@ -23,12 +23,16 @@ pytestmark = pytest.mark.timeout(30)
 USD = 1_000_000_000
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+# Redis three ways: one server, a Cluster of three masters (`redis+cluster://`), a master behind Sentinel.
+REDIS_URL_FIXTURE = {"redis": "redis_url", "redis-cluster": "redis_cluster_url", "redis-sentinel": "redis_sentinel_url"}
+
+
+@pytest.fixture(params=["memory", *(pytest.param(name, marks=pytest.mark.redis) for name in REDIS_URL_FIXTURE)])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[BudgetBackend]:
     if request.param == "memory":
         store: BudgetBackend = MemoryBudgets()
     else:
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue(REDIS_URL_FIXTURE[request.param])
         store = RedisBudgets(RedisEndpoint(url, timeout_s=1.0, decode_responses=True))
     yield store
     await store.aclose()
