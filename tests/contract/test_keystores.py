@@ -45,7 +45,8 @@ async def test_create_rotate_revoke(store: KeyStore) -> None:
     assert list(records) == [digest_hex("secret-1")]
     principal = authenticator(records).authenticate("Bearer secret-1")
     assert (principal.name, principal.tenant, principal.models, principal.rpm) == ("bot", "acme", ("m/*",), 5)
-    assert principal.budget is not None and principal.budget.usd == 2
+    assert principal.budget is not None
+    assert principal.budget.usd == 2
     record = await store.rotate("bot", digest_hex("secret-2"))
     assert record["name"] == "bot"
     _, records = await store.load()
@@ -59,7 +60,8 @@ async def test_create_rotate_revoke(store: KeyStore) -> None:
     with pytest.raises(NotFound):
         await store.rotate("bot", digest_hex("secret-3"))
     version_after, records = await store.load()
-    assert records == {} and version_after > version
+    assert records == {}
+    assert version_after > version
 
 
 async def test_expired_keys_are_refused(store: KeyStore) -> None:
