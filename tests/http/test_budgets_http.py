@@ -97,3 +97,14 @@ async def test_budget_headers_refusal_and_usage(client: httpx.AsyncClient) -> No
 
 async def test_usage_needs_a_key(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v1/usage")).status_code == 401
+
+
+async def test_embeddings_count_against_the_budget(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/embeddings", json={"model": "paid/m", "input": ["a b c"]}, headers=CAPPED)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-ratelimit-limit-budget-usd"] == "100"
+    cost = response.json()["usage"]["prompt_tokens"]  # one USD per input token at these prices
+    assert cost > 0
+    usage = await settle(client)
+    assert usage["key"]["periods"]["day"]["spent_usd"] == pytest.approx(cost)
+    assert usage["tenant"]["periods"]["month"]["spent_usd"] == pytest.approx(cost)
