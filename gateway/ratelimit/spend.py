@@ -7,13 +7,18 @@ highest output price, of the deployments its model may call. That worst case is 
 and replaced by the real cost afterwards (batched, in the background, like token settlements), so concurrent
 requests on every replica together never spend more than the budget, unless one request's real cost exceeds its
 hold (a request that sets no output cap can run past the default the hold assumes).
+
+When the shared backend is down and budgets fail open, each replica decides alone from the spend it last read
+there plus what it has charged since, and writes the spend it made meanwhile back when the backend returns.
 """
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +27,15 @@ from typing import Any, Literal, Protocol
 from gateway.core.batch import Batcher
 from gateway.core.errors import BudgetExceeded, BudgetState, ServiceUnavailable
 from gateway.core.types import random_hex
-from gateway.ratelimit.budget import BUCKET_S, BudgetBackend, Counter, CounterKind, Reading, SpendSettlement
+from gateway.ratelimit.budget import (
+    BUCKET_S,
+    BudgetBackend,
+    Counter,
+    CounterKind,
+    Reading,
+    SpendSettlement,
+    period_tag,
+)
 from gateway.ratelimit.policy import estimate_tokens
 
 __all__ = ["BudgetLike", "BudgetRule", "Spend", "SpendTicket", "nano_usd"]
@@ -32,6 +45,7 @@ log = logging.getLogger("ultra_gateway")
 Period = Literal["day", "month", "rolling_24h"]
 _KIND: dict[str, CounterKind] = {"day": "day", "month": "month", "rolling_24h": "roll"}
 SETTLE_BATCH_S = 0.005
+OWED_MAX = 100_000
 
 
 def nano_usd(usd: float) -> int:
@@ -63,6 +77,7 @@ class SpendTicket:
     reserved: int = 0
     budget: BudgetState | None = None
     settled: bool = False
+    local: bool = False  # admitted by this replica alone, while the shared backend was down
 
 
 @dataclass(slots=True)
@@ -112,6 +127,10 @@ class Spend:
         self.reservation_ms = int(reservation_ttl_s * 1000)
         self._plans: dict[tuple[str | None, BudgetLike | None, str | None], _Plan] = {}
         self._settlements: Batcher[SpendSettlement] = Batcher(self._settle_many, delay_s=SETTLE_BATCH_S)
+        self._seen: dict[str, tuple[int, int]] = {}  # counter -> (period, used) at the last shared admission
+        self._local: dict[str, tuple[int, int]] = {}  # counter -> (period, charged here while the backend was down)
+        self._owed: list[SpendSettlement] = []  # spend not yet written to the shared backend
+        self._replay: asyncio.Task[None] | None = None
 
     def reconfigure(self, *, tenants: Mapping[str, BudgetLike], prices: Callable[[str], tuple[float, float]]) -> None:
         """New tenant budgets and prices (a configuration reload); the totals stay where they are."""
@@ -177,11 +196,46 @@ class Spend:
                 raise ServiceUnavailable(
                     "Budgets cannot be checked right now; please retry shortly.", retry_after=exc.retry_after
                 ) from None
-            log.debug("budget admission skipped: the limits backend is unavailable")
-            return SpendTicket(plan.counters)
+            return self._admit_locally(plan, reserve)
         if not reading.allowed:
             raise self._refusal(plan, reading, reserve)
+        for i, counter in enumerate(plan.counters):  # what a fail-over starts from
+            if counter.limit:
+                self._seen[counter.state] = (period_tag(counter.kind, reading.now), reading.used[i] + reserve)
+                self._local.pop(counter.state, None)
+        if self._owed and self._replay is None:  # the backend is back: write what was spent while it was away
+            self._replay = asyncio.get_running_loop().create_task(self._settle_many([]))
+            self._replay.add_done_callback(self._replayed)
         return SpendTicket(plan.counters, reservation, reserve, self._binding(plan, reading, reserve))
+
+    def _admit_locally(self, plan: _Plan, reserve: int) -> SpendTicket:
+        """The shared backend is down and budgets fail open: decide from the spend this replica last read from it
+        plus what it has charged since, so one replica never spends more than what was left when it last looked
+        (a scope it never saw starts from zero). What is spent meanwhile is added to the shared totals when the
+        backend is back."""
+        now = time.time()
+        used = []
+        for counter in plan.counters:
+            seen = self._seen.get(counter.state)
+            tag = period_tag(counter.kind, now)
+            base = seen[1] if seen is not None and (counter.kind == "roll" or seen[0] == tag) else 0
+            local = self._local.get(counter.state)
+            used.append(base + (local[1] if local is not None and local[0] == tag else 0))
+        reading = Reading(True, now, used, [0] * len(used))
+        if any(c.limit and used[i] + reserve > c.limit for i, c in enumerate(plan.counters)):
+            raise self._refusal(plan, reading, reserve)
+        self._charge_locally(plan.counters, reserve, now)
+        ticket = SpendTicket(plan.counters, "", reserve, self._binding(plan, reading, reserve))
+        ticket.local = True
+        return ticket
+
+    def _charge_locally(self, counters: Sequence[Counter], amount: int, now: float) -> None:
+        for counter in counters:
+            if counter.limit:
+                tag = period_tag(counter.kind, now)
+                local = self._local.get(counter.state)
+                held = local[1] if local is not None and local[0] == tag else 0
+                self._local[counter.state] = (tag, held + amount)
 
     def _states(self, plan: _Plan, reading: Reading, reserve: int) -> list[tuple[BudgetState, int]]:
         out = []
@@ -228,15 +282,25 @@ class Spend:
         ticket.settled = True
         if cost_usd is None:
             return
-        if not ticket.reservation and cost_usd <= 0:
+        actual = nano_usd(cost_usd)
+        if ticket.local:
+            self._charge_locally(ticket.counters, actual - ticket.reserved, time.time())
+        if not ticket.reservation and actual <= 0:
             return
-        self._settlements.add(SpendSettlement(ticket.counters, ticket.reservation, nano_usd(cost_usd)))
+        self._settlements.add(SpendSettlement(ticket.counters, ticket.reservation, actual))
+
+    def _replayed(self, _: asyncio.Task[None]) -> None:
+        self._replay = None
 
     async def _settle_many(self, settlements: list[SpendSettlement]) -> None:
+        owed, self._owed = self._owed, []
         try:
-            await self.backend.settle_many(settlements)
+            await self.backend.settle_many([*owed, *settlements])
         except ServiceUnavailable:
-            log.debug("spend settlement skipped: the limits backend is unavailable")
+            # Spend accounted after the fact is kept for when the backend is back (bounded); a hold that cannot
+            # be settled stays charged on the backend until its period ends, as when a client leaves mid-stream.
+            self._owed = [*owed, *(s for s in settlements if not s.reservation)][-OWED_MAX:]
+            log.debug("spend settlement deferred: the limits backend is unavailable")
 
     async def usage(self, key: str | None, key_budget: BudgetLike | None, tenant: str | None) -> dict[str, Any]:
         """What `GET /v1/usage` shows: per scope and period, USD spent (in-flight holds included), held, and the
@@ -266,6 +330,8 @@ class Spend:
 
     async def drain(self, timeout_s: float = 2.0) -> None:
         await self._settlements.drain(timeout_s)
+        if self._owed:
+            await self._settle_many([])
 
     async def ping(self) -> bool:
         return await self.backend.ping()
