@@ -18,8 +18,8 @@ from gateway.cache.redis import RedisCache
 from gateway.cache.responses import ResponseCache
 from gateway.core.errors import BudgetExceeded, RateLimited, ServiceUnavailable
 from gateway.http.render import limit_headers
-from gateway.ratelimit.limiter import RateLimiter, key_rule
 from gateway.ratelimit.budget import RedisBudgets
+from gateway.ratelimit.limiter import RateLimiter, key_rule
 from gateway.ratelimit.redis import RedisLimiter
 from gateway.ratelimit.spend import BudgetRule, Spend, SpendTicket
 from tests._redis import RedisServer
