@@ -72,7 +72,17 @@ async def create_key(state: State, request: Request[Any, Any, Any]) -> dict[str,
 async def list_keys(state: State) -> dict[str, Any]:
     gateway: Gateway = state.gateway
     data = [
-        _public(k.name, {"tenant": k.tenant, "models": k.models, "rpm": k.rpm, "tpm": k.tpm}, "config")
+        _public(
+            k.name,
+            {
+                "tenant": k.tenant,
+                "models": k.models,
+                "rpm": k.rpm,
+                "tpm": k.tpm,
+                "budget": k.budget.model_dump() if k.budget is not None else None,
+            },
+            "config",
+        )
         for k in gateway.settings.auth.keys
     ]
     if gateway.keystore is not None:
