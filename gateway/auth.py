@@ -120,7 +120,7 @@ class Authenticator:
 
     @property
     def open(self) -> bool:
-        """No keys configured and no admin API to create any: everyone is let in (SPEC §8)."""
+        """No keys configured and no admin API to create any: everyone is let in."""
         return not self._keys and self._admin is None
 
     def authenticate(self, authorization: str | None) -> Principal:
