@@ -30,7 +30,6 @@ providers:
     models:
       - {id: old, reply: "old"}
 auth:
-  admin_key_env: TEST_ADMIN_KEY
   keys:
     - {name: user, key: sk-user}
 """
@@ -91,8 +90,7 @@ def wait_count(gateway: GatewayProcess, wanted: Callable[[str], bool], n: int, t
 def test_sighup_reloads_under_load_and_a_bad_file_changes_nothing(tmp_path: Path, workers: int) -> None:
     config = tmp_path / "gateway.yaml"
     config.write_text(V1)
-    env = {"TEST_ADMIN_KEY": "adm"}
-    with GatewayProcess(config, env, args=["--workers", str(workers)]) as gateway:
+    with GatewayProcess(config, args=["--workers", str(workers)]) as gateway:
         assert gateway.process is not None
         url = gateway.base_url
         reloaded = "config reloaded from"
@@ -130,19 +128,23 @@ def test_sighup_reloads_under_load_and_a_bad_file_changes_nothing(tmp_path: Path
         assert "ultra_config_last_reload_success 0\n" in metrics
 
 
+def with_admin(text: str) -> str:
+    return text.replace("auth:\n", "auth:\n  admin_key_env: TEST_ADMIN_KEY\n")
+
+
 def test_admin_reload_reports_what_changed(tmp_path: Path) -> None:
     config = tmp_path / "gateway.yaml"
-    config.write_text(V1)
+    config.write_text(with_admin(V1))
     with GatewayProcess(config, {"TEST_ADMIN_KEY": "adm"}) as gateway, httpx.Client(timeout=10) as client:
         admin = {"authorization": "Bearer adm"}
-        config.write_text(V2)
+        config.write_text(with_admin(V2))
         answer = client.post(f"{gateway.base_url}/admin/reload", headers=admin)
         assert answer.status_code == 200
         body = answer.json()
         assert body["ok"] is True
         assert body["changed"] == ["providers"]
         assert body["kept_providers"] == ["steady"]
-        config.write_text(BAD)
+        config.write_text(with_admin(BAD))
         refused = client.post(f"{gateway.base_url}/admin/reload", headers=admin)
         assert refused.status_code == 422
         assert any("bogus" in e for e in refused.json()["errors"])
