@@ -168,8 +168,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ultra-gateway: {exc}", file=sys.stderr)
         return 2
     workers = args.workers or server.workers
-    shared = settings.rate_limits.backend == "redis"
-    if workers > 1 and not shared and settings.auth.admin_key_env is not None:
+    on_redis = settings.rate_limits.backend == "redis"
+    if workers > 1 and not on_redis and settings.auth.admin_key_env is not None:
         print(
             "ultra-gateway: runtime keys (auth.admin_key_env) with --workers > 1 need Redis (rate_limits.backend: "
             "redis, or REDIS_URL): in memory, a key created through one worker would be unknown to the others",
@@ -177,7 +177,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 2
     budgets = any(k.budget for k in settings.auth.keys) or any(t.budget for t in settings.auth.tenants.values())
-    if workers > 1 and not shared and budgets:
+    if workers > 1 and not on_redis and budgets:
         log.warning("budgets with --workers %d and no Redis: each worker keeps its own spend totals", workers)
     if not settings.auth.keys and settings.auth.admin_key_env is None:
         log.warning("NO API KEYS CONFIGURED: this gateway is open to anyone who can reach %s:%s", host, port)
