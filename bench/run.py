@@ -165,6 +165,7 @@ def wrk(
     latency: bool = False,
     unique: bool = False,
     stream: bool = False,
+    key: str | None = None,
 ) -> dict[str, float]:
     args = [
         "taskset",
@@ -184,7 +185,7 @@ def wrk(
         "BENCH_MODEL": model,
         "BENCH_UNIQUE": "1" if unique else "0",
         "BENCH_STREAM": "1" if stream else "0",
-        "BENCH_KEY": KEY,
+        "BENCH_KEY": KEY if key is None else key,
     }
     out = subprocess.run([*args, url], capture_output=True, text=True, env=env, timeout=seconds + 30, check=True).stdout
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]

@@ -16,12 +16,13 @@ import fnmatch
 import hashlib
 import hmac
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.core.errors import AuthenticationFailed, ModelNotAllowed
 from gateway.core.redaction import bounded
-from gateway.settings import AuthSettings, KeySettings
+from gateway.settings import AuthSettings, BudgetSettings, KeySettings
 
 __all__ = ["ANONYMOUS", "Authenticator", "Principal"]
 
@@ -36,6 +37,8 @@ class Principal:
     rpm: int | None = None
     tpm: int | None = None
     anonymous: bool = False
+    budget: BudgetSettings | None = None
+    expires_at: float | None = None  # Unix time; runtime keys may expire
 
     def may_use(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
@@ -58,26 +61,67 @@ def _digest(key: KeySettings, env: Mapping[str, str]) -> bytes:
 
 
 class Authenticator:
-    def __init__(self, keys: Sequence[tuple[bytes, Principal]]) -> None:
+    """The static keys of the file, compared in constant time, plus the keys created at runtime (gateway/keystore.py),
+    found by their digest, and the admin key of the admin API."""
+
+    def __init__(
+        self,
+        keys: Sequence[tuple[bytes, Principal]],
+        *,
+        admin: bytes | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._keys = list(keys)
+        self._runtime: dict[bytes, Principal] = {}
+        self._admin = admin
+        self._clock = clock
+
+    @property
+    def static_names(self) -> list[str]:
+        return [p.name for _, p in self._keys]
+
+    @property
+    def admin_enabled(self) -> bool:
+        return self._admin is not None
+
+    def replace_runtime(self, keys: Mapping[bytes, Principal]) -> None:
+        """Swap the runtime keys in one assignment (a request sees the old set or the new one, never half)."""
+        self._runtime = dict(keys)
+
+    @property
+    def runtime(self) -> Mapping[bytes, Principal]:
+        return self._runtime
+
+    def is_admin(self, authorization: str | None) -> bool:
+        scheme, _, presented = (authorization or "").strip().partition(" ")
+        if self._admin is None or scheme.lower() != "bearer" or not presented.strip():
+            return False
+        return hmac.compare_digest(hashlib.sha256(presented.strip().encode()).digest(), self._admin)
 
     @classmethod
     def from_settings(cls, settings: AuthSettings, env: Mapping[str, str] | None = None) -> Authenticator:
         env = os.environ if env is None else env
+        admin = None
+        if settings.admin_key_env is not None:
+            secret = env.get(settings.admin_key_env, "")
+            if not secret:
+                raise ValueError(f"auth.admin_key_env: environment variable {settings.admin_key_env} is not set")
+            admin = hashlib.sha256(secret.encode()).digest()
         return cls(
             [
                 (
                     _digest(k, env),
-                    Principal(k.name, k.tenant, tuple(k.models), k.rpm, k.tpm),
+                    Principal(k.name, k.tenant, tuple(k.models), k.rpm, k.tpm, budget=k.budget),
                 )
                 for k in settings.keys
-            ]
+            ],
+            admin=admin,
         )
 
     @property
     def open(self) -> bool:
-        """No keys configured: everyone is let in."""
-        return not self._keys
+        """No keys configured and no admin API to create any: everyone is let in."""
+        return not self._keys and self._admin is None
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal behind an `Authorization: Bearer KEY` header, or AuthenticationFailed."""
@@ -95,7 +139,11 @@ class Authenticator:
             if hmac.compare_digest(digest, candidate) and found is None:
                 found = principal
         if found is None:
+            found = self._runtime.get(digest)
+        if found is None:
             raise AuthenticationFailed("Incorrect API key provided.")
+        if found.expires_at is not None and self._clock() >= found.expires_at:
+            raise AuthenticationFailed("This API key has expired.")
         return found
 
     @staticmethod

@@ -4,20 +4,22 @@ provider pool. Called from `Gateway.start()`, inside the running event loop that
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from gateway._redis import RedisEndpoint
 from gateway.cache.memory import MemoryCache
 from gateway.cache.redis import RedisCache
 from gateway.cache.responses import ResponseCache
 from gateway.cache.stored_responses import MemoryResponseStore, RedisResponseStore, ResponseStore
+from gateway.ratelimit.budget import MemoryBudgets, RedisBudgets
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.policy import LimitRule, per_minute
 from gateway.ratelimit.redis import RedisLimiter
-from gateway.settings import CacheSettings, LimitSettings, RateLimitSettings
+from gateway.ratelimit.spend import Spend
+from gateway.settings import AuthSettings, CacheSettings, LimitSettings, RateLimitSettings
 
-__all__ = ["build_cache", "build_limiter", "build_response_store", "cache_secret"]
+__all__ = ["build_cache", "build_limiter", "build_response_store", "build_spend", "cache_secret"]
 
 
 def cache_secret(settings: CacheSettings, env: Mapping[str, str] | None = None) -> bytes | None:
@@ -92,4 +94,27 @@ def build_limiter(settings: RateLimitSettings) -> RateLimiter | None:
         model_rules=models,
         fail_open=settings.fail_open,
         default_output_tokens=settings.default_output_tokens,
+    )
+
+
+def build_spend(
+    auth: AuthSettings, limits: RateLimitSettings, prices: Callable[[str], tuple[float, float]]
+) -> Spend | None:
+    """Spend per key and tenant, on the rate limits' backend (memory, or the same Redis), with their budgets. None
+    for a gateway without keys: there is nobody to account to."""
+    if not auth.keys and auth.admin_key_env is None:
+        return None
+    if limits.backend == "redis":
+        assert limits.redis_url is not None
+        endpoint = RedisEndpoint(limits.redis_url, timeout_s=limits.timeout_s, decode_responses=True)
+        backend: RedisBudgets | MemoryBudgets = RedisBudgets(endpoint, prefix=limits.key_prefix)
+    else:
+        backend = MemoryBudgets()
+    tenants = {name: t.budget for name, t in auth.tenants.items() if t.budget is not None}
+    return Spend(
+        backend,
+        tenants=tenants,
+        prices=prices,
+        fail_open=limits.fail_open,
+        default_output_tokens=limits.default_output_tokens,
     )

@@ -13,20 +13,18 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from gateway.auth import Authenticator
 from gateway.backends import cache_secret
 from gateway.core.pool import ProviderPool
-from gateway.core.stats import BreakerPolicy, LiveStats
-from gateway.registry import build_pool
+from gateway.core.stats import LiveStats
+from gateway.registry import breaker_policies, build_pool
 from gateway.routing import Router
 from gateway.service import Gateway
 from gateway.settings import Settings
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.observer import RequestObserver
 from gateway.telemetry.tracing import Tracing
-from strategies import build_strategies
 
 __all__ = ["build_gateway"]
 
@@ -43,28 +41,12 @@ def build_gateway(
     env = os.environ if env is None else env
     tracing = tracing if tracing is not None else Tracing.from_env(settings.telemetry.service_name, env=env)
     pool = pool if pool is not None else build_pool(settings, env, tracer=tracing.tracer)
-    aliases: dict[str, tuple[str, Mapping[str, Any]]] = {
-        alias: (s.kind, s.model_extra or {}) for alias, s in settings.strategies.items()
-    }
-    for name, group in settings.model_groups.items():
-        if group.deployments is not None:
-            aliases[name] = ("group", group.options())
-    strategies = build_strategies(aliases)
-    for name, group in settings.model_groups.items():
-        if group.alias is not None:
-            strategies[name] = strategies[group.alias]  # the alias's own strategy, under another name
-    members = {name: g.deployments for name, g in settings.model_groups.items() if g.deployments is not None}
-    router = Router(pool, strategies, members=members)
-    policies = {
-        f"{p.name}/{m.id}": BreakerPolicy(p.breaker.failure_threshold, p.breaker.cooldown_s)
-        for p in settings.providers
-        for m in p.models
-    }
+    router = Router.from_settings(settings, pool)
     # per-deployment latency, success and breakers, shared by every strategy
-    live = LiveStats(policies=policies, clock=clock)
+    live = LiveStats(policies=breaker_policies(settings), clock=clock)
     observer = RequestObserver(Metrics(), tracing, live, known_model=router.known)
     live.on_transition = observer.transition
-    return Gateway(
+    gateway = Gateway(
         settings,
         router=router,
         observer=observer,
@@ -74,3 +56,5 @@ def build_gateway(
         clock=clock,
         rng=rng if rng is not None else random.Random(),
     )
+    gateway.env = env
+    return gateway

@@ -130,6 +130,9 @@ def _cross_check(settings: Settings, env: Mapping[str, str]) -> list[str]:
     for i, key in enumerate(settings.auth.keys):
         if key.key_env is not None and not env.get(key.key_env):
             errors.append(f"auth.keys[{i}].key_env: environment variable {key.key_env} is not set")
+    admin_env = settings.auth.admin_key_env
+    if admin_env is not None and not env.get(admin_env):
+        errors.append(f"auth.admin_key_env: environment variable {admin_env} is not set")
     key_names = [k.name for k in settings.auth.keys]
     for i, name in enumerate(key_names):
         if key_names.index(name) != i:

@@ -59,6 +59,11 @@ class FleetSync:
         self._synced: dict[str, dict[tuple[str, str], tuple[float, float]]] = {a: {} for a in self.posteriors}
         self.syncs = 0
 
+    def track(self, posteriors: Mapping[str, Posteriors]) -> None:
+        """The adaptive aliases of a reloaded configuration (their posteriors carried over by the caller)."""
+        self.posteriors = dict(posteriors)
+        self._synced = {alias: self._synced.get(alias, {}) for alias in self.posteriors}
+
     async def run(self) -> None:
         """Synchronise until cancelled; a failed sync is retried at the next interval."""
         while True:

@@ -28,12 +28,13 @@ from gateway.auth import ANONYMOUS, Principal
 from gateway.cache.keys import CacheKey, Scope, make_key, scope_id
 from gateway.cache.responses import Lookup, ResponseCache
 from gateway.core.aio import start
-from gateway.core.errors import LimitState, UpstreamTimeout
+from gateway.core.errors import BudgetState, LimitState, UpstreamTimeout
 from gateway.core.pool import ProviderPool
 from gateway.core.stats import LiveStats
 from gateway.core.stream import ClientChunks, replay
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage, new_completion_id
 from gateway.ratelimit.limiter import RateLimiter, Ticket, key_rule
+from gateway.ratelimit.spend import Spend, SpendTicket
 from gateway.routing import Router
 from gateway.telemetry.observer import RequestObserver
 from gateway.telemetry.tracing import use
@@ -71,6 +72,7 @@ class Answer:
     meta: StrategyMeta
     cache: CacheStatus
     limits: Mapping[str, LimitState]
+    budget: BudgetState | None = None
 
 
 @dataclass(slots=True)
@@ -81,6 +83,7 @@ class StreamedAnswer:
     meta: StrategyMeta
     cache: CacheStatus
     limits: Mapping[str, LimitState]
+    budget: BudgetState | None = None
 
 
 @dataclass(slots=True)
@@ -93,6 +96,7 @@ class _Admitted:
     lookup: Lookup
     limits: Mapping[str, LimitState]
     cache_bypass: str | None = None  # why the cache was not used: sampled, no-cache, no-store
+    budget: BudgetState | None = None
     in_flight: bool = False  # calls started and not seen to the end: usage unknown, keep the estimate charged
 
 
@@ -108,6 +112,7 @@ class Pipeline:
         cache_secret: bytes | None,
         cache_sampled: bool = False,
         limiter: RateLimiter | None,
+        spend: Spend | None = None,
         request_timeout_s: float,
         expose_metadata: bool,
         clock: Callable[[], float] = time.monotonic,
@@ -121,6 +126,7 @@ class Pipeline:
         self.cache_secret = cache_secret
         self.cache_sampled = cache_sampled
         self.limiter = limiter
+        self.spend = spend
         self.request_timeout_s = request_timeout_s
         self.expose_metadata = expose_metadata
         self.clock = clock
@@ -163,7 +169,7 @@ class Pipeline:
                 body, meta = self._from_cache(lookup.response, request, admitted.strategy)
                 if self.expose_metadata:
                     body["ultra"] = self.metadata(meta, caller, "hit")
-                return Answer(body, meta, "hit", admitted.limits)
+                return Answer(body, meta, "hit", admitted.limits, admitted.budget)
             admitted.in_flight = True
             try:
                 async with asyncio.timeout(ctx.remaining()):
@@ -184,7 +190,7 @@ class Pipeline:
             lookup.fill(body)
             if self.expose_metadata:
                 body["ultra"] = self.metadata(result.meta, caller, lookup.status, admitted.cache_bypass)
-            return Answer(body, result.meta, lookup.status, admitted.limits)
+            return Answer(body, result.meta, lookup.status, admitted.limits, admitted.budget)
 
     @asynccontextmanager
     async def _stream(self, request: ChatRequest, caller: Caller) -> AsyncIterator[StreamedAnswer]:
@@ -195,7 +201,8 @@ class Pipeline:
                 response = ChatResponse(body)
                 usage = (response.usage or Usage()) if request.include_usage else None
                 metadata = self.metadata(meta, caller, "hit") if self.expose_metadata else None
-                yield StreamedAnswer(_iterate(replay(response, usage, metadata)), meta, "hit", admitted.limits)
+                replayed = _iterate(replay(response, usage, metadata))
+                yield StreamedAnswer(replayed, meta, "hit", admitted.limits, admitted.budget)
                 return
             async with AsyncExitStack() as stack:
                 try:
@@ -205,7 +212,7 @@ class Pipeline:
                     raise UpstreamTimeout("no upstream produced a first chunk within the total timeout") from None
                 admitted.in_flight = True
                 chunks = self._relay(stream, request, caller, admitted)
-                yield StreamedAnswer(chunks, ctx.meta, lookup.status, admitted.limits)
+                yield StreamedAnswer(chunks, ctx.meta, lookup.status, admitted.limits, admitted.budget)
 
     def feedback(self, request_id: str, score: float) -> bool:
         """A graded outcome (0-1) for a recent request, for the strategies that learn from outcomes (adaptive);
@@ -225,18 +232,34 @@ class Pipeline:
         strategy, pool = self.router.authorized(caller.principal, request.model)
         ctx = self._context(strategy, caller)
         key, bypass = self._cache_plan(request, caller)
-        ticket = await self._admit(request, caller)
+        spent = await self._budget(request, caller)
+        try:
+            ticket = await self._admit(request, caller)
+        except BaseException:
+            if spent is not None and self.spend is not None:
+                self.spend.settle_soon(spent, 0.0)  # refused by a rate limit: nothing was spent
+            raise
         admitted: _Admitted | None = None
         try:
             async with self._lookup(key, caller, ctx) as lookup:
                 limits = ticket.limits if ticket is not None else {}
                 bypassed = bypass if lookup.status == "bypass" else None
                 admitted = _Admitted(strategy, pool, ctx, lookup, limits, bypassed)
+                if spent is not None:
+                    admitted.budget = spent.budget
                 yield admitted
         finally:
+            cut = admitted is not None and admitted.in_flight
             if ticket is not None and self.limiter is not None:
-                cut = admitted is not None and admitted.in_flight
                 self.limiter.settle_soon(ticket, None if cut else ctx.meta.usage.total_tokens)
+            cost = ctx.meta.cost_usd
+            if spent is not None and self.spend is not None:
+                self.spend.settle_soon(spent, None if cut else cost)
+            if cost:
+                principal = caller.principal
+                self.observer.spent(
+                    None if principal.anonymous else principal.name, principal.tenant, request.model, cost
+                )
 
     def _context(self, strategy: Strategy, caller: Caller) -> StrategyContext:
         return StrategyContext(
@@ -273,6 +296,16 @@ class Pipeline:
             return _no_cache()
         wanted = caller.cache
         return self.cache.lookup(key, read=wanted.read, write=wanted.write, ttl_s=wanted.ttl_s, wait_s=ctx.remaining())
+
+    async def _budget(self, request: ChatRequest, caller: Caller) -> SpendTicket | None:
+        """The key's and tenant's budgets: the request's worst-case cost held, or 429 `budget_exceeded`."""
+        if self.spend is None:
+            return None
+        principal = caller.principal
+        key = None if principal.anonymous else principal.name
+        return await self.spend.admit(
+            key=key, key_budget=principal.budget, tenant=principal.tenant, model=request.model, body=request.body
+        )
 
     async def _admit(self, request: ChatRequest, caller: Caller) -> Ticket | None:
         if self.limiter is None:

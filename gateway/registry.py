@@ -11,6 +11,7 @@ from opentelemetry.trace import Tracer
 
 from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.provider import Provider
+from gateway.core.stats import BreakerPolicy
 from gateway.providers._http import Dialect, HttpProvider, Timeouts
 from gateway.providers.anthropic import DEFAULT_API_VERSION, AnthropicDialect
 from gateway.providers.gemini import GeminiDialect
@@ -20,7 +21,7 @@ from gateway.resilience.retry import RetryingProvider
 from gateway.settings import ProviderSettings, Settings
 from gateway.telemetry.instrumented import InstrumentedProvider
 
-__all__ = ["DIALECTS", "ProviderFactory", "build_pool", "build_provider"]
+__all__ = ["DIALECTS", "ProviderFactory", "breaker_policies", "build_pool", "build_provider"]
 
 log = logging.getLogger("ultra_gateway")
 
@@ -129,3 +130,12 @@ def build_pool(
                 )
             )
     return ProviderPool(deployments, settings.fallbacks)
+
+
+def breaker_policies(settings: Settings) -> dict[str, BreakerPolicy]:
+    """Each deployment's breaker thresholds, from its provider's `breaker:` settings."""
+    return {
+        f"{p.name}/{m.id}": BreakerPolicy(p.breaker.failure_threshold, p.breaker.cooldown_s)
+        for p in settings.providers
+        for m in p.models
+    }

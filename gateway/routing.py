@@ -10,10 +10,13 @@ deployments, as a `provider/model` name does for itself."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from gateway.auth import Authenticator, Principal
 from gateway.core.errors import ModelNotFound
 from gateway.core.pool import ProviderPool
+from gateway.settings import Settings
+from strategies import build_strategies
 from strategies.base import Strategy
 from strategies.direct import Direct
 
@@ -33,6 +36,23 @@ class Router:
         self.members = {name: frozenset(names) for name, names in (members or {}).items()}
         self._direct: dict[str, Direct] = {}
         self._pools: dict[tuple[str, ...], ProviderPool] = {}  # per set of key globs
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pool: ProviderPool) -> Router:
+        """The aliases (built-in, configured), the model groups, and direct routing over `pool`."""
+        aliases: dict[str, tuple[str, Mapping[str, Any]]] = {
+            alias: (s.kind, s.model_extra or {}) for alias, s in settings.strategies.items()
+        }
+        for name, group in settings.model_groups.items():
+            if group.deployments is not None:
+                aliases[name] = ("group", group.options())
+        strategies = build_strategies(aliases)
+        for name, group in settings.model_groups.items():
+            if group.alias is not None:
+                strategies[name] = strategies[group.alias]  # the alias's own strategy, under another name
+        groups = settings.model_groups.items()
+        members = {name: g.deployments for name, g in groups if g.deployments is not None}
+        return cls(pool, strategies, members=members)
 
     def model_ids(self) -> list[str]:
         """Every name a client may send: the aliases, then every `provider/model`."""

@@ -14,6 +14,7 @@ from gateway._redis_urls import parse_redis_url
 
 __all__ = [
     "AuthSettings",
+    "BudgetSettings",
     "CacheSettings",
     "Capability",
     "KeySettings",
@@ -239,6 +240,20 @@ class RateLimitSettings(_RedisBacked):
     key_prefix: str = Field("ugw", min_length=1, description="redis: prefix of every key.")
 
 
+BudgetPeriod = Literal["day", "month", "rolling_24h"]
+
+
+class BudgetSettings(_Strict):
+    """A spending cap in USD: per calendar day or month (UTC), or over the last 24 hours."""
+
+    usd: float = Field(gt=0, description="Most USD of upstream cost allowed per period.")
+    period: BudgetPeriod = Field("month", description="day or month (UTC calendar), or rolling_24h.")
+
+
+class TenantSettings(_Strict):
+    budget: BudgetSettings | None = Field(None, description="Shared by every key of the tenant.")
+
+
 class KeySettings(_Strict):
     """One API key. Give exactly one of `key`, `key_env`, `key_sha256` (the hex SHA-256 of the key)."""
 
@@ -250,6 +265,7 @@ class KeySettings(_Strict):
     rpm: int | None = Field(None, ge=1, description="Requests per minute for this key.")
     tpm: int | None = Field(None, ge=1, description="Tokens per minute for this key.")
     models: list[str] = Field(default_factory=lambda: ["*"], description="Allowed model globs.")
+    budget: BudgetSettings | None = Field(None, description="This key's own spending cap.")
 
     @model_validator(mode="after")
     def _one_source(self) -> KeySettings:
@@ -261,6 +277,12 @@ class KeySettings(_Strict):
 
 class AuthSettings(_Strict):
     keys: list[KeySettings] = Field(default_factory=list, description="No keys: open to anyone (warned at start).")
+    tenants: dict[str, TenantSettings] = Field(
+        default_factory=dict, description="Per tenant (the `tenant` of keys): a budget shared by its keys."
+    )
+    admin_key_env: str | None = Field(
+        None, description="Environment variable holding the admin key for /admin/* (unset: no admin API)."
+    )
 
 
 class FleetSettings(_RedisBacked):

@@ -40,6 +40,8 @@ from gateway.core.redaction import redact
 __all__ = [
     "AllProvidersFailed",
     "AuthenticationFailed",
+    "BudgetExceeded",
+    "BudgetState",
     "DeploymentUnavailable",
     "GatewayError",
     "InternalError",
@@ -177,6 +179,29 @@ class RateLimited(GatewayError):
     ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.limits: Mapping[str, LimitState] = limits or {}
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """Where the caller's binding budget stands: USD allowed and left in its period, and when the period ends
+    (None for a rolling window, which frees spend gradually)."""
+
+    scope: str  # "key" or "tenant"
+    period: str
+    limit_usd: float
+    remaining_usd: float
+    reset_s: float | None
+
+
+class BudgetExceeded(RateLimited):
+    """A key's or tenant's budget cannot cover the worst-case cost of this request."""
+
+    type = "insufficient_quota"
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None, budget: BudgetState) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.budget = budget
 
 
 class InternalError(GatewayError):

@@ -16,6 +16,7 @@ from gateway.core.redaction import bounded
 from gateway.core.types import random_hex
 from gateway.http.state import RequestState, state_of
 from gateway.telemetry.access import access_line
+from gateway.telemetry.logs import iso_now
 from gateway.telemetry.tracing import Tracing, fail, trace_id_from_traceparent
 
 Scope = MutableMapping[str, Any]
@@ -38,28 +39,44 @@ _ROUTES = (
     "/v1/responses",
     "/v1/embeddings",
     "/v1/feedback",
+    "/v1/usage",
 )
 _PROPAGATION = (b"traceparent", b"tracestate", b"baggage")
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bounded(value.decode("latin-1"), 256)
+    return None
+
+
 def _access_line(scope: Scope, status: int, started: float) -> str:
-    """One JSON line: who (the key's name, never the key), what, how it went, what it cost."""
+    """One JSON line: when, from where, who (the key's name, never the key), what, how it went, what it cost."""
     state = state_of(scope)
     principal = state.principal
     meta = state.meta
+    client = scope.get("client")
     line: dict[str, Any] = {
+        "ts": iso_now(),
         "request_id": state.request_id,
         "trace_id": state.trace_id,
         "method": scope["method"],
         "route": route_template(scope["path"]),
         "status": status,
         "latency_ms": round((time.monotonic() - started) * 1000, 2),
+        "client": client[0] if client else None,
+        "user_agent": _header(scope, b"user-agent"),
         "key": None if principal is None or principal.anonymous else principal.name,
         "model": None if state.model is None else bounded(state.model),
+        "tenant": None if principal is None else principal.tenant,
     }
+    forwarded = _header(scope, b"x-forwarded-for")
+    if forwarded is not None:
+        line["forwarded_for"] = forwarded
     if meta is not None:
         line["strategy"] = meta.chosen_strategy or meta.strategy
-        line["providers"] = meta.providers
+        line["deployments"] = line["providers"] = meta.providers
         line["tokens"] = meta.usage.total_tokens
         line["cost_usd"] = round(meta.cost_usd, 10)
     return orjson.dumps(line).decode()

@@ -32,6 +32,7 @@ ENDPOINTS = (
     "POST /v1/embeddings",
     "GET /v1/models",
     "GET /v1/models/{id}",
+    "GET /v1/usage",
     "GET /health/live",
     "GET /health/ready",
     "GET /metrics",

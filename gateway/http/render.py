@@ -10,10 +10,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from gateway.core.errors import GatewayError, LimitState, MethodNotAllowed, RateLimited, format_duration
+from gateway.core.errors import (
+    BudgetExceeded,
+    BudgetState,
+    GatewayError,
+    LimitState,
+    MethodNotAllowed,
+    RateLimited,
+    format_duration,
+)
 from strategies.base import StrategyMeta
 
-__all__ = ["answer_headers", "encode", "error_headers", "limit_headers"]
+__all__ = ["answer_headers", "budget_headers", "encode", "error_headers", "limit_headers"]
 
 
 def limit_headers(limits: Mapping[str, LimitState]) -> dict[str, str]:
@@ -25,7 +33,22 @@ def limit_headers(limits: Mapping[str, LimitState]) -> dict[str, str]:
     return out
 
 
-def answer_headers(meta: StrategyMeta, cache: str, limits: Mapping[str, LimitState]) -> dict[str, str]:
+def budget_headers(budget: BudgetState) -> dict[str, str]:
+    """The binding budget (the key's or its tenant's, whichever has less left): USD allowed and left in the
+    period, after this request's worst-case hold, and the time until the period ends (none for a rolling one)."""
+    out = {
+        "x-ratelimit-limit-budget-usd": f"{budget.limit_usd:g}",
+        "x-ratelimit-remaining-budget-usd": f"{budget.remaining_usd:.6f}",
+        "x-ultra-budget-scope": f"{budget.scope};period={budget.period}",
+    }
+    if budget.reset_s is not None:
+        out["x-ratelimit-reset-budget"] = format_duration(budget.reset_s)
+    return out
+
+
+def answer_headers(
+    meta: StrategyMeta, cache: str, limits: Mapping[str, LimitState], budget: BudgetState | None = None
+) -> dict[str, str]:
     headers = {
         "x-ultra-strategy": meta.chosen_strategy or meta.strategy,
         "x-ultra-providers": ",".join(meta.providers),
@@ -34,6 +57,8 @@ def answer_headers(meta: StrategyMeta, cache: str, limits: Mapping[str, LimitSta
     }
     if limits:
         headers.update(limit_headers(limits))
+    if budget is not None:
+        headers.update(budget_headers(budget))
     return headers
 
 
@@ -41,6 +66,8 @@ def error_headers(error: GatewayError) -> dict[str, str]:
     headers: dict[str, str] = {}
     if isinstance(error, RateLimited):
         headers.update(limit_headers(error.limits))
+    if isinstance(error, BudgetExceeded):
+        headers.update(budget_headers(error.budget))
     if isinstance(error, MethodNotAllowed):
         headers["allow"] = ", ".join(error.allowed)
     if error.retry_after is not None:

@@ -1,5 +1,6 @@
-"""Where the JSON access lines go: to a writer thread on stderr, so a request never waits on the write. Started
-once per serving process (the CLI for one worker, the app factory in each uvicorn worker).
+"""Where the JSON access lines go: to a writer thread on their own stream (stdout by default, telemetry/logs.py),
+so a request never waits on the write. Started once per serving process (the CLI for one worker, the app factory
+in each uvicorn worker).
 
 The lines logged during one turn of the event loop are handed over together, at the end of the turn: the writer
 wakes once per batch, not once per request, and no record is copied or formatted on the way (the stdlib
@@ -76,10 +77,11 @@ def access_line(line: str) -> None:
         _access.info(line)
 
 
-def start_access_log() -> None:
+def start_access_log(stream: TextIO | None = None) -> None:
+    """Start the writer on `stream` (default: stderr); a process starts one."""
     if _started:
         return
-    handler = _BatchHandler(sys.stderr)
+    handler = _BatchHandler(stream if stream is not None else sys.stderr)
     _access.addHandler(handler)
     _access.setLevel(logging.INFO)
     _access.propagate = False

@@ -3,13 +3,14 @@
 A small registry of counters and histograms keyed by label tuples: recording is a dict lookup and an add, so it
 stays on for every request. Names follow the GenAI conventions (`gen_ai.client.operation.duration` becomes
 `gen_ai_client_operation_duration_seconds`, with the convention's bucket boundaries); labels are bounded
-(aliases, provider/model, status, error type), never a key, tenant or request id.
+(aliases, provider/model, status, error type, configured key and tenant names), never a key or a request id.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import time
 from collections.abc import Sequence
 
 __all__ = ["Metrics"]
@@ -31,6 +32,11 @@ def _labels(names: Sequence[str], values: Labels, extra: str = "") -> str:
     return "{" + ",".join(parts) + "}" if parts else ""
 
 
+def _number(value: float) -> str:
+    """Every digit a float has (`:g` kept six, so a large USD total lost its cents)."""
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 class _Counter:
     def __init__(self, name: str, help_text: str, labels: Sequence[str], kind: str = "counter") -> None:
         self.name, self.help, self.label_names, self.kind = name, help_text, tuple(labels), kind
@@ -44,7 +50,7 @@ class _Counter:
 
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-        lines += [f"{self.name}{_labels(self.label_names, k)} {v:g}" for k, v in sorted(self.values.items())]
+        lines += [f"{self.name}{_labels(self.label_names, k)} {_number(v)}" for k, v in sorted(self.values.items())]
         return lines
 
 
@@ -70,7 +76,7 @@ class _Histogram:
                 bucket = _labels(self.label_names, labels, 'le="' + le + '"')
                 lines.append(f"{self.name}_bucket{bucket} {running:g}")
             lines.append(f"{self.name}_count{_labels(self.label_names, labels)} {running:g}")
-            lines.append(f"{self.name}_sum{_labels(self.label_names, labels)} {series[-1]:g}")
+            lines.append(f"{self.name}_sum{_labels(self.label_names, labels)} {_number(series[-1])}")
         return lines
 
 
@@ -119,6 +125,31 @@ class Metrics:
             kind="gauge",
         )
         self.cost = _Counter("ultra_cost_usd_total", "Upstream cost in USD by model/alias.", ("model",))
+        self.spend = _Counter(
+            "ultra_spend_usd_total",
+            "Upstream cost in USD by API key, tenant and model/alias.",
+            ("key", "tenant", "model"),
+        )
+        self.reload_failures = _Counter(
+            "ultra_config_reload_failures_total", "Configuration reloads refused (the old configuration kept).", ()
+        )
+        self.reload_success = _Counter(
+            "ultra_config_last_reload_success",
+            "1 if the last configuration reload succeeded, else 0.",
+            (),
+            kind="gauge",
+        )
+        self.reload_success.set((), 1.0)
+        self.reload_time = _Counter(
+            "ultra_config_last_reload_timestamp_seconds",
+            "When the configuration was last (re)loaded.",
+            (),
+            kind="gauge",
+        )
+        self.reload_time.set((), time.time())
+        self.budget_rejections = _Counter(
+            "ultra_budget_rejections_total", "Requests refused by a budget.", ("scope", "period")
+        )
 
     def render(self) -> str:
         lines: list[str] = []
@@ -134,6 +165,11 @@ class Metrics:
             self.breaker_transitions,
             self.hedges,
             self.cost,
+            self.spend,
+            self.budget_rejections,
+            self.reload_failures,
+            self.reload_success,
+            self.reload_time,
         ):
             lines += metric.render()
         return "\n".join(lines) + "\n"

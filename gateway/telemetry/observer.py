@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gateway.core.errors import GatewayError, LimitState, RateLimited, UpstreamError
+from gateway.core.errors import BudgetExceeded, GatewayError, LimitState, RateLimited, UpstreamError
 from gateway.core.pool import Deployment
 from gateway.core.stats import LiveStats
 from gateway.telemetry.metrics import Metrics
@@ -34,6 +34,10 @@ class RequestObserver:
         self.metrics = metrics
         self.tracing = tracing
         self.live = live
+        self._known = known_model
+
+    def retarget(self, known_model: Callable[[str], bool]) -> None:
+        """What the gateway serves changed (a configuration reload)."""
         self._known = known_model
 
     def model_label(self, model: str) -> str:
@@ -72,6 +76,11 @@ class RequestObserver:
         span.set_attributes(attributes)  # one call: each set_attribute takes the span's lock
         span.end()
 
+    def spent(self, key: str | None, tenant: str | None, model: str, cost_usd: float) -> None:
+        """Upstream cost by key, tenant and model (key and tenant names come from the configuration or the admin
+        API, never from a request)."""
+        self.metrics.spend.inc((key or "", tenant or "", self.model_label(model)), cost_usd)
+
     def failed(self, span: Any, model: str, strategy: str, exc: BaseException) -> None:
         label = self.model_label(model)
         if isinstance(exc, GatewayError):
@@ -79,7 +88,9 @@ class RequestObserver:
         else:
             status = "cancelled" if isinstance(exc, asyncio.CancelledError) else "500"
         self.metrics.requests.inc((label, strategy, status))
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, BudgetExceeded):
+            self.metrics.budget_rejections.inc((exc.budget.scope, exc.budget.period))
+        elif isinstance(exc, RateLimited):
             self.metrics.rate_limited.inc((label,))
         if span is None:
             return

@@ -16,10 +16,12 @@ from gateway._redis import RedisEndpoint
 from gateway.cache.keys import make_key
 from gateway.cache.redis import RedisCache
 from gateway.cache.responses import ResponseCache
-from gateway.core.errors import RateLimited, ServiceUnavailable
+from gateway.core.errors import BudgetExceeded, RateLimited, ServiceUnavailable
 from gateway.http.render import limit_headers
+from gateway.ratelimit.budget import RedisBudgets
 from gateway.ratelimit.limiter import RateLimiter, key_rule
 from gateway.ratelimit.redis import RedisLimiter
+from gateway.ratelimit.spend import BudgetRule, Spend, SpendTicket
 from tests._redis import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(60)]
@@ -216,3 +218,46 @@ async def test_a_hung_redis_costs_one_budget_per_call_and_never_double_charges(
     remaining = int(limit_headers(ticket.limits)["x-ratelimit-remaining-requests"])
     assert 10 - 1 - 2 - 1 - 1 <= remaining <= 10 - 1 - 1 - 1
     await limiter.aclose()
+
+
+async def test_budgets_fail_open_from_the_last_spend_seen_and_account_the_outage_later(
+    redis_server_owned: RedisServer,
+) -> None:
+    """A 10-hold budget: Redis admits 4, goes away; this replica admits the 6 that were left by its own count,
+    refuses the 11th, and once Redis is back the spend it made meanwhile reaches the shared totals."""
+    prices = {"m": (1_000_000.0, 1_000_000.0)}
+    spend = Spend(RedisBudgets(endpoint(redis_server_owned, decode=True)), prices=prices.__getitem__, fail_open=True)
+    hold = spend.hold("m", BODY)
+    rule = BudgetRule(10 * hold / 1e9, "day")
+
+    async def admit() -> SpendTicket:
+        return await spend.admit(key="k", key_budget=rule, tenant=None, model="m", body=BODY)
+
+    for _ in range(4):
+        ticket = await admit()
+        assert not ticket.local
+        spend.settle_soon(ticket, hold / 1e9)  # each cost exactly its hold
+    await spend.drain()
+    redis_server_owned.kill()
+    local = []
+    for _ in range(6):
+        ticket = await admit()
+        assert ticket.local
+        local.append(ticket)
+    with pytest.raises(BudgetExceeded):
+        await admit()
+    for ticket in local:
+        spend.settle_soon(ticket, hold / 1e9)
+    await spend.drain()
+    redis_server_owned.start()  # an empty Redis (no persistence): only the outage's spend can reach it
+
+    async def accounted() -> bool:
+        await spend.drain()
+        try:
+            reading = await spend.backend.read(spend.plan("k", rule, None).counters)
+        except ServiceUnavailable:
+            return False
+        return reading.used[0] == 6 * hold
+
+    await eventually(accounted)
+    await spend.aclose()

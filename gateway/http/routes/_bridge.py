@@ -17,7 +17,7 @@ from typing import Any
 from gateway.auth import Authenticator
 from gateway.core.errors import GatewayError, InvalidRequest
 from gateway.core.provider import CallOptions, Embedder
-from gateway.core.types import ChatRequest, Chunk
+from gateway.core.types import ChatRequest, Chunk, Usage
 from gateway.dialects.embeddings import token_estimate_body
 from gateway.http.asgi import SSE_HEADERS, Inbound, until_disconnect
 from gateway.http.errors import internal
@@ -48,7 +48,7 @@ async def complete(inbound: Inbound, chat: ChatRequest, caller: Caller) -> Answe
     response headers (x-ultra-*, rate limits)."""
     answer = await inbound.gateway.pipeline.complete(chat, caller)
     inbound.state.meta = answer.meta
-    return Answer(answer.body, answer_headers(answer.meta, answer.cache, answer.limits))
+    return Answer(answer.body, answer_headers(answer.meta, answer.cache, answer.limits, answer.budget))
 
 
 @asynccontextmanager
@@ -58,7 +58,7 @@ async def streamed(inbound: Inbound, chat: ChatRequest, caller: Caller) -> Async
     async with AsyncExitStack() as stack:
         opened = await stack.enter_async_context(inbound.gateway.pipeline.stream(chat, caller))
         inbound.state.meta = opened.meta  # complete by the time the line is written, after the stream
-        yield Streamed(opened.chunks, answer_headers(opened.meta, opened.cache, opened.limits))
+        yield Streamed(opened.chunks, answer_headers(opened.meta, opened.cache, opened.limits, opened.budget))
 
 
 async def embed(inbound: Inbound, body: dict[str, Any]) -> Answer:
@@ -93,9 +93,23 @@ async def _embed(inbound: Inbound, body: dict[str, Any], model: str) -> Answer:
         raise InvalidRequest(f"'{deployment.name}' does not serve embeddings", param="model")
     limiter = pipeline.limiter
     ticket = None
+    principal = caller.principal
+    estimate = token_estimate_body(body)
+    spend = pipeline.spend
+    spent = None
+    if spend is not None:  # budgets count embeddings too: the input at the deployment's input price
+        key = None if principal.anonymous else principal.name
+        spent = await spend.admit(
+            key=key, key_budget=principal.budget, tenant=principal.tenant, model=model, body=estimate
+        )
     if limiter is not None:
-        rule = key_rule(caller.principal.name, rpm=caller.principal.rpm, tpm=caller.principal.tpm)
-        ticket = await limiter.admit(key=rule, model=model, body=token_estimate_body(body))
+        rule = key_rule(principal.name, rpm=principal.rpm, tpm=principal.tpm)
+        try:
+            ticket = await limiter.admit(key=rule, model=model, body=estimate)
+        except BaseException:
+            if spent is not None and spend is not None:
+                spend.settle_soon(spent, 0.0)
+            raise
     options = CallOptions(
         deadline=pipeline.clock() + pipeline.request_timeout_s,
         request_id=caller.request_id,
@@ -103,19 +117,29 @@ async def _embed(inbound: Inbound, body: dict[str, Any], model: str) -> Answer:
         clock=pipeline.clock,
     )
     used: int | None = 0
+    cost: float | None = 0.0
     try:
         result = await provider.embed(body, model=deployment.model, options=options)
         usage = result.get("usage") or {}
         used = usage.get("total_tokens") if isinstance(usage.get("total_tokens"), int) else None
+        prompt = usage.get("prompt_tokens", used)
+        cost = deployment.cost(Usage(prompt, 0)) if isinstance(prompt, int) else None
     except asyncio.CancelledError:
-        used = None  # the client left: the call may still be billed, keep the estimate charged
+        used = cost = None  # the client left: the call may still be billed, keep the estimate charged
         raise
     finally:
         if ticket is not None and limiter is not None:
             limiter.settle_soon(ticket, used)
+        if spent is not None and spend is not None:
+            spend.settle_soon(spent, cost)
+        if cost:
+            inbound.gateway.observer.spent(
+                None if principal.anonymous else principal.name, principal.tenant, model, cost
+            )
     result["model"] = model
     meta = StrategyMeta("direct", served_by=[deployment])
-    return Answer(result, answer_headers(meta, "bypass", ticket.limits if ticket is not None else {}))
+    budget = spent.budget if spent is not None else None
+    return Answer(result, answer_headers(meta, "bypass", ticket.limits if ticket is not None else {}, budget))
 
 
 async def send_stream(

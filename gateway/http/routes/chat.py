@@ -43,7 +43,7 @@ async def _chat_completions(inbound: Inbound) -> None:
 async def _answer_whole(inbound: Inbound, chat: ChatRequest, caller: Caller) -> None:
     answer = await inbound.gateway.pipeline.complete(chat, caller)
     inbound.state.meta = answer.meta
-    headers = answer_headers(answer.meta, answer.cache, answer.limits)
+    headers = answer_headers(answer.meta, answer.cache, answer.limits, answer.budget)
     await send_json(inbound.send, 200, orjson.dumps(answer.body), headers)
 
 
@@ -58,7 +58,7 @@ async def _answer_stream(inbound: Inbound, chat: ChatRequest, caller: Caller) ->
     inbound.state.meta = opened.meta  # complete by the time the line is written, after the stream
     send = inbound.send
     async with stack:  # closes every upstream response, also when the client went away
-        headers = encode(answer_headers(opened.meta, opened.cache, opened.limits))
+        headers = encode(answer_headers(opened.meta, opened.cache, opened.limits, opened.budget))
         await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
         request_id = caller.request_id
         await until_disconnect(lambda watch: _send_events(opened.chunks, send, request_id, watch), inbound.receive)

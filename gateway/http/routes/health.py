@@ -29,4 +29,6 @@ async def ready(state: State) -> Response[dict[str, Any]]:
 def metrics(state: State) -> Response[str]:
     """Prometheus text exposition of the gateway's metrics."""
     gateway: Gateway = state.gateway
-    return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    shared = gateway.shared_metrics
+    text = shared.render(gateway.metrics) if shared is not None else gateway.metrics.render()
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
