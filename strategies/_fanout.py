@@ -116,7 +116,8 @@ async def _race(
     """The race engine. `start(deployment)` runs one racer to the point where it has won (a whole answer that
     passed the acceptance check, or a stream past its first content token) or raises. The first `width`
     deployments start at once; a racer that fails (and the fallback policy says move on) starts the next one in
-    the ranking, and so does `hedge_after_s` passing with no winner (a hedge, counted in `hedged`). The first
+    the ranking, and so does `hedge_after_s` passing with no winner (a hedge, counted in `hedged`; at most one
+    per request, since the hedge budget paid for one). The first
     winner is returned and recorded in `served_by`; the others are cancelled, and a racer that won anyway before
     its cancellation landed is handed to `close`. Raises the first error the policy calls final, else
     AllProvidersFailed with every failure."""
@@ -128,11 +129,14 @@ async def _race(
         deployment = queue.pop(0)
         running[asyncio.create_task(start(deployment))] = deployment
 
+    hedge = hedge_after_s
     try:
         for _ in range(min(max(1, width), len(queue))):
             launch()
         while running:
-            done = await _wait_or_hedge(ctx, running, hedge_after_s, launch if queue else None)
+            done = await _wait_or_hedge(ctx, running, hedge, launch if queue else None)
+            if not done:
+                hedge = None  # hedged once: from now on, wait for an answer
             for task in done:
                 deployment = running.pop(task)
                 error = task.exception()

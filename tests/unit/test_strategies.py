@@ -51,6 +51,7 @@ strategies:
   ultra-moa: {kind: simple, candidates: [m/fast, m/slow, m/fail], lead: m/wise}
   ultra-moa-lone: {kind: simple, candidates: [m/fast, m/fail], lead: m/wise}
   ultra-hedge: {kind: speed, candidates: [m/slow, m/fast], hedge_after_ms: 50, max_hedge_share: 1.0}
+  ultra-hedge-once: {kind: speed, candidates: [m/slow, m/wise, m/fast], hedge_after_ms: 1, max_hedge_share: 1.0}
   ultra-pick: {kind: adaptive}
 """
 
@@ -351,3 +352,11 @@ async def test_the_request_deadline_is_on_the_same_clock() -> None:
     with pytest.raises(UpstreamError):  # the request's total timeout or the upstream's, whichever is seen first
         await complete(service, "ultra-patient")
     assert loop.time() - started == pytest.approx(2.0, abs=1e-3)  # the 2 min upstream gave up at the deadline
+
+
+async def test_a_request_hedges_once_however_long_it_waits() -> None:
+    """The budget pays for one hedge: slow (400 ms) starts, wise (20 ms) is the hedge after 1 ms, and fast is
+    never started although the first two keep it waiting far past the hedge delay."""
+    outcome = await complete(gateway(), "ultra-hedge-once")
+    assert outcome.body["ultra"]["hedged"] == 1
+    assert sorted(calls(outcome)) == [("slow", "attempt", "cancelled"), ("wise", "attempt", "ok")]
