@@ -204,8 +204,8 @@ class HttpProvider:
         """The body, read no further than `limit` bytes; and whether it went past the limit. With `whole`, a
         declared length over the limit fails before anything is read."""
         length = response.content_length
-        if whole and length is not None and length > limit:
-            return b"", True
+        if whole and length is not None:  # the usual case: aiohttp reads exactly the declared length
+            return (b"", True) if length > limit else (await response.read(), False)
         parts: list[bytes] = []
         size = 0
         while True:
