@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
@@ -73,8 +72,11 @@ class RetryingProvider(WrappingProvider):
     def _bounded(self, options: CallOptions) -> CallOptions:
         if self.total_s is None:
             return options
-        deadline = min(options.deadline, options.clock() + self.total_s)
-        return replace(options, deadline=deadline) if deadline < options.deadline else options
+        deadline = options.clock() + self.total_s
+        if deadline >= options.deadline:
+            return options
+        # built directly: dataclasses.replace() introspects the fields on every call (a few µs per request)
+        return CallOptions(deadline, options.request_id, options.role, options.clock, options.on_retry)
 
     async def _call(self, options: CallOptions, call: Callable[[], Awaitable[T]]) -> T:
         try:  # the first try outside tenacity: its per-call machinery cost 8 % of a request's CPU (bench/profile)
