@@ -21,7 +21,15 @@ from gateway.resilience.retry import RetryingProvider
 from gateway.settings import ProviderSettings, Settings
 from gateway.telemetry.instrumented import InstrumentedProvider
 
-__all__ = ["DIALECTS", "ProviderFactory", "breaker_policies", "build_pool", "build_provider"]
+__all__ = [
+    "DIALECTS",
+    "ProviderFactory",
+    "breaker_policies",
+    "build_pool",
+    "build_provider",
+    "deployments_of",
+    "wrapped",
+]
 
 log = logging.getLogger("ultra_gateway")
 
@@ -112,24 +120,32 @@ def build_pool(
     """With a tracer, each attempt (inside the retries, so every retry) gets its own CLIENT span."""
     deployments = []
     for config in settings.providers:
-        adapter = build_provider(config, env, dialects)
-        if tracer is not None:
-            adapter = InstrumentedProvider(
-                adapter, tracer, base_url=config.base_url, capture_content=settings.telemetry.capture_content
-            )
-        provider: Provider = RetryingProvider(adapter, max_retries=config.max_retries, total_s=config.timeout.total_s)
-        for model in config.models:
-            deployments.append(
-                Deployment(
-                    provider,
-                    model.id,
-                    input_cost_per_mtok=model.input_cost_per_mtok,
-                    output_cost_per_mtok=model.output_cost_per_mtok,
-                    quality=model.quality,
-                    max_concurrency=model.max_concurrency or config.max_concurrency,
-                )
-            )
+        provider = wrapped(build_provider(config, env, dialects), config, settings, tracer)
+        deployments += deployments_of(provider, config)
     return ProviderPool(deployments, settings.fallbacks)
+
+
+def wrapped(adapter: Provider, config: ProviderSettings, settings: Settings, tracer: Tracer | None) -> Provider:
+    """An adapter with the resilience layers: a CLIENT span per try (with a tracer), inside the retries."""
+    if tracer is not None:
+        capture = settings.telemetry.capture_content
+        adapter = InstrumentedProvider(adapter, tracer, base_url=config.base_url, capture_content=capture)
+    return RetryingProvider(adapter, max_retries=config.max_retries, total_s=config.timeout.total_s)
+
+
+def deployments_of(provider: Provider, config: ProviderSettings) -> list[Deployment]:
+    """One deployment per configured model of the provider, with its prices, quality and concurrency."""
+    return [
+        Deployment(
+            provider,
+            model.id,
+            input_cost_per_mtok=model.input_cost_per_mtok,
+            output_cost_per_mtok=model.output_cost_per_mtok,
+            quality=model.quality,
+            max_concurrency=model.max_concurrency or config.max_concurrency,
+        )
+        for model in config.models
+    ]
 
 
 def breaker_policies(settings: Settings) -> dict[str, BreakerPolicy]:

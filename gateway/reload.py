@@ -35,11 +35,9 @@ from gateway.core.pool import Deployment, ProviderPool
 from gateway.core.provider import Provider
 from gateway.pricing import price_table
 from gateway.ratelimit.limiter import RateLimiter
-from gateway.registry import breaker_policies, build_provider
-from gateway.resilience.retry import RetryingProvider
+from gateway.registry import breaker_policies, build_provider, deployments_of, wrapped
 from gateway.routing import Router
 from gateway.settings import ProviderSettings, Settings
-from gateway.telemetry.instrumented import InstrumentedProvider
 
 if TYPE_CHECKING:
     from gateway.service import Gateway
@@ -114,24 +112,9 @@ def _pool(
             assert provider is not None
             kept.append(config.name)
         else:
-            adapter = build_provider(config, env)
-            if tracer is not None:
-                adapter = InstrumentedProvider(
-                    adapter, tracer, base_url=config.base_url, capture_content=new.telemetry.capture_content
-                )
-            provider = RetryingProvider(adapter, max_retries=config.max_retries, total_s=config.timeout.total_s)
+            provider = wrapped(build_provider(config, env), config, new, tracer)
             created.append(provider)
-        for model in config.models:
-            deployments.append(
-                Deployment(
-                    provider,
-                    model.id,
-                    input_cost_per_mtok=model.input_cost_per_mtok,
-                    output_cost_per_mtok=model.output_cost_per_mtok,
-                    quality=model.quality,
-                    max_concurrency=model.max_concurrency or config.max_concurrency,
-                )
-            )
+        deployments += deployments_of(provider, config)
     kept_objects = {id(old_providers[name]) for name in kept}
     retired = [p for p in old_providers.values() if id(p) not in kept_objects]
     return ProviderPool(deployments, new.fallbacks), kept, created, retired

@@ -17,8 +17,8 @@ import httpx
 import orjson
 import pytest
 
+from tests._app import in_process
 from tests.fakes.faulty_upstream import FaultyUpstream, closed_port
-from tests.fault._app import in_process
 
 CANARY = "c0ffee5a1d9b4e7f" * 4  # the upstream key: 64 hex characters, no prefix a pattern would know
 DEADLINE_S = 1.5

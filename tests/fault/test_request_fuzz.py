@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fault._app import in_process
+from tests._app import in_process
 
 CONFIG = """
 providers:

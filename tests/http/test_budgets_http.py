@@ -10,9 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.builder import build_gateway
-from gateway.config import parse_settings
-from gateway.http.app import create_app
+from tests._app import in_process
 
 CONFIG = """
 providers:
@@ -37,15 +35,8 @@ def chat(**extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    settings = parse_settings(CONFIG, env={})
-    gateway = build_gateway(settings)
-    app = create_app(settings, gateway=gateway)
-    await gateway.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
-            yield c
-    finally:
-        await gateway.aclose()
+    async with in_process(CONFIG) as c:
+        yield c
 
 
 async def settle(client: httpx.AsyncClient) -> dict[str, Any]:

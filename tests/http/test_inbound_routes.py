@@ -14,6 +14,7 @@ from gateway.builder import build_gateway
 from gateway.config import parse_settings
 from gateway.http.app import create_app
 from gateway.http.edge import route_template
+from tests._app import in_process
 from tests.fakes.openai_upstream import FakeOpenAI
 
 CONFIG = """
@@ -40,15 +41,8 @@ MESSAGE = {"model": "fast/echo", "max_tokens": 20, "messages": [{"role": "user",
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    settings = parse_settings(CONFIG, env={})
-    gateway = build_gateway(settings)
-    app = create_app(settings, gateway=gateway)
-    await gateway.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
-            yield c
-    finally:
-        await gateway.aclose()
+    async with in_process(CONFIG) as c:
+        yield c
 
 
 def anthropic_error(response: httpx.Response, status: int, kind: str) -> str:

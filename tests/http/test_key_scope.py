@@ -9,9 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.builder import build_gateway
-from gateway.config import parse_settings
-from gateway.http.app import create_app
+from tests._app import in_process
 
 CONFIG = """
 cache: {enabled: false}
@@ -41,15 +39,8 @@ GROUPED = {"authorization": "Bearer sk-grouped"}
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    settings = parse_settings(CONFIG, env={})
-    gateway = build_gateway(settings, env={})
-    app = create_app(settings, gateway=gateway)
-    await gateway.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
-            yield c
-    finally:
-        await gateway.aclose()
+    async with in_process(CONFIG) as c:
+        yield c
 
 
 def body(model: str) -> dict[str, Any]:

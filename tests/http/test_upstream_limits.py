@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests._app import in_process
 from tests.fakes.faulty_upstream import FaultyUpstream
-from tests.fault._app import in_process
 
 KEY = "9d3b7c1e5a2f4680" * 4  # a 64-hex key with no recognisable prefix
 
