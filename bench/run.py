@@ -93,6 +93,7 @@ class Proc:
         )
         self.startup_s = 0.0
         self.tail: list[str] = []
+        self.tracebacks = 0  # lines of its whole output that start a traceback
         self._ready = threading.Event()
         threading.Thread(target=self._drain, args=(ready, started), daemon=True).start()  # pipe never fills
         deadline = started + wait_s
@@ -107,6 +108,8 @@ class Proc:
 
     def _drain(self, ready: str, started: float) -> None:
         for line in self.popen.stdout or ():
+            if "Traceback" in line:
+                self.tracebacks += 1
             if not self._ready.is_set():
                 self.tail.append(line)
                 if ready and ready in line:
