@@ -41,6 +41,8 @@ class Principal:
     expires_at: float | None = None  # Unix time; runtime keys may expire
 
     def may_use(self, model: str) -> bool:
+        if self.models == ("*",):  # the default: no glob matching on every request
+            return True
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
 

@@ -28,11 +28,18 @@ AccessTarget = Literal["stdout", "stderr", "off"]
 TEXT_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second and its text (one tuple: safe across threads)
+
+
 def iso_now(now: float | None = None) -> str:
-    """UTC, millisecond precision: 2026-11-30T06:01:02.345Z."""
+    """UTC, millisecond precision: 2026-11-30T06:01:02.345Z. One strftime a second, not one a line."""
+    global _second
     now = time.time() if now is None else now
     whole = int(now)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((now - whole) * 1000):03d}Z"
+    second = _second
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
