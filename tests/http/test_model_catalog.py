@@ -10,10 +10,8 @@ import httpx
 import openai
 import pytest
 
-from gateway.builder import build_gateway
 from gateway.catalog import per_token
-from gateway.config import parse_settings
-from gateway.http.app import create_app
+from tests._app import in_process
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -44,15 +42,8 @@ auth:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    settings = parse_settings(CONFIG, env={})
-    gateway = build_gateway(settings)
-    app = create_app(settings, gateway=gateway)
-    await gateway.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
-            yield client
-    finally:
-        await gateway.aclose()
+    async with in_process(CONFIG) as client:
+        yield client
 
 
 def sdk(http: httpx.AsyncClient, key: str = "sk-all") -> openai.AsyncOpenAI:

@@ -3,15 +3,12 @@ see each other's responses, per key; `store: false` keeps nothing; with Redis go
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import httpx
 import pytest
 
-from gateway.builder import build_gateway
-from gateway.config import parse_settings
-from gateway.http.app import create_app
+from tests._app import in_process
 from tests._redis import RedisServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(30)]
@@ -34,17 +31,8 @@ auth:
 """
 
 
-@asynccontextmanager
-async def replica(url: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = parse_settings(config(url), env={})
-    gateway = build_gateway(settings)
-    app = create_app(settings, gateway=gateway)
-    await gateway.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
-            yield client
-    finally:
-        await gateway.aclose()
+def replica(url: str) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return in_process(config(url))
 
 
 async def test_a_response_stored_by_one_replica_is_read_and_chained_by_another(redis_url: str) -> None:
