@@ -1,9 +1,8 @@
-"""The one HTTP transport every remote dialect shares: a pooled aiohttp session per provider, timeouts, SSE
-framing, and the translation of aiohttp's errors into ours.
+"""The one HTTP transport every remote dialect shares: a keep-alive connection pool per provider (`_h1.py`),
+timeouts, SSE framing, and the translation of transport errors into ours.
 
 A dialect is data-to-data (`Dialect`): it builds the request and parses responses, stream events and errors.
-`HttpProvider` does the I/O. aiohttp rather than httpx on this path: its pool costs a fraction of httpx's per
-request (measured: docs/architecture.md, design choices).
+`HttpProvider` does the I/O.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-import aiohttp
-
 from gateway.core.errors import (
     InvalidRequest,
     ServiceUnavailable,
@@ -31,6 +28,7 @@ from gateway.core.errors import (
 from gateway.core.provider import CallOptions, Capabilities
 from gateway.core.redaction import redact
 from gateway.core.types import ChatRequest, ChatResponse, Chunk, Usage
+from gateway.providers._h1 import Pool, Response
 from gateway.providers._sse import SSEDecoder, SSEEvent
 
 __all__ = [
@@ -124,7 +122,7 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 class HttpProvider:
-    """A Provider over HTTP: one dialect, one base URL, one pooled aiohttp session for the process life."""
+    """A Provider over HTTP: one dialect, one base URL, one connection pool for the process life."""
 
     def __init__(
         self,
@@ -145,32 +143,13 @@ class HttpProvider:
         self.timeouts = timeouts or Timeouts()
         self._base = base_url.rstrip("/")
         self._headers = {**dialect.default_headers(), **(headers or {})}
-        self._max_connections = max_connections
         self.max_response_bytes = max_response_bytes
-        self._session: aiohttp.ClientSession | None = None
-        self._closed = False
-
-    def _client(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the running loop (each uvicorn worker has its own); closed by aclose(),
-        # after which the provider refuses to send rather than quietly opening a new pool.
-        if self._closed:
-            raise ServiceUnavailable(f"{self.name}: the provider has been closed (the gateway is shutting down)")
-        if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers=self._headers,
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
-
-    def _timeout(self, options: CallOptions) -> aiohttp.ClientTimeout:
-        remaining = options.remaining()
-        if remaining <= 0:
-            raise UpstreamTimeout(f"{self.name}: no time left before the request deadline")
-        return aiohttp.ClientTimeout(
-            total=remaining, sock_connect=self.timeouts.connect_s, sock_read=min(self.timeouts.read_s, remaining)
+        self._pool = Pool(
+            self._base,
+            self._headers,
+            limit=max_connections,
+            connect_s=self.timeouts.connect_s,
+            read_s=self.timeouts.read_s,
         )
 
     def _fail(self, exc: BaseException) -> UpstreamError:
@@ -178,21 +157,22 @@ class HttpProvider:
             return UpstreamTimeout(f"{self.name}: upstream timed out")
         return UpstreamConnectionError(f"{self.name}: connection failed ({type(exc).__name__})")
 
-    async def _send(
-        self, request: ChatRequest, model: str, options: CallOptions, stream: bool
-    ) -> aiohttp.ClientResponse:
+    async def _send(self, request: ChatRequest, model: str, options: CallOptions, stream: bool) -> Response:
         return await self._post(self.dialect.build(request, model=model, stream=stream), options)
 
-    async def _post(self, call: HttpCall, options: CallOptions) -> aiohttp.ClientResponse:
+    async def _post(self, call: HttpCall, options: CallOptions) -> Response:
+        # After aclose() the provider refuses to send rather than quietly opening new connections.
+        if self._pool.closed:
+            raise ServiceUnavailable(f"{self.name}: the provider has been closed (the gateway is shutting down)")
+        remaining = options.remaining()
+        if remaining <= 0:
+            raise UpstreamTimeout(f"{self.name}: no time left before the request deadline")
+        deadline = asyncio.get_running_loop().time() + remaining
         try:
-            return await self._client().post(
-                self._base + call.path,
-                data=call.body,
-                headers=call.headers or None,
-                params=call.params or None,
-                timeout=self._timeout(options),
+            return await self._pool.post(
+                call.path, call.body, deadline=deadline, headers=call.headers, params=call.params
             )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise self._fail(exc) from None
 
     def too_large(self) -> UpstreamTooLarge:
@@ -200,16 +180,16 @@ class HttpProvider:
             f"{self.name}: the upstream answer was too large (over max_response_bytes, {self.max_response_bytes} bytes)"
         )
 
-    async def _read(self, response: aiohttp.ClientResponse, limit: int, *, whole: bool) -> tuple[bytes, bool]:
+    async def _read(self, response: Response, limit: int, *, whole: bool) -> tuple[bytes, bool]:
         """The body, read no further than `limit` bytes; and whether it went past the limit. With `whole`, a
         declared length over the limit fails before anything is read."""
         length = response.content_length
-        if whole and length is not None:  # the usual case: aiohttp reads exactly the declared length
-            return (b"", True) if length > limit else (await response.read(), False)
+        if whole and length is not None and response.headers.get("content-encoding") is None:
+            return (b"", True) if length > limit else (await response.read(), False)  # the usual case
         parts: list[bytes] = []
         size = 0
         while True:
-            data = await response.content.readany()
+            data = await response.readany()
             if not data:
                 return (parts[0] if len(parts) == 1 else b"".join(parts)), False
             size += len(data)
@@ -217,10 +197,10 @@ class HttpProvider:
                 return b"".join(parts)[:limit], True
             parts.append(data)
 
-    async def _error(self, response: aiohttp.ClientResponse) -> UpstreamError:
+    async def _error(self, response: Response) -> UpstreamError:
         try:
             body, _ = await self._read(response, min(self.max_response_bytes, _ERROR_BODY_BYTES), whole=False)
-        except (TimeoutError, aiohttp.ClientError, OSError):
+        except (TimeoutError, OSError):
             body = b""
         return self.dialect.parse_error(response.status, response.headers, body)
 
@@ -231,7 +211,7 @@ class HttpProvider:
                 raise await self._error(response)
             try:
                 body, over = await self._read(response, self.max_response_bytes, whole=True)
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            except (TimeoutError, OSError) as exc:
                 raise self._fail(exc) from None
             if over:
                 response.close()  # the rest is never read: the connection cannot go back to the pool
@@ -265,18 +245,18 @@ class HttpProvider:
             if response.status >= 400:
                 raise await self._error(response)
             try:
-                raw = await response.read()
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raw, over = await self._read(response, self.max_response_bytes, whole=True)
+            except (TimeoutError, OSError) as exc:
                 raise self._fail(exc) from None
+            if over:
+                response.close()
+                raise self.too_large()
         finally:
             response.release()
         return dialect.parse_embeddings(raw, model=model, request=body)
 
     async def aclose(self) -> None:
-        self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._pool.close()
 
 
 class _HttpStream:
@@ -284,7 +264,7 @@ class _HttpStream:
     while the caller can still retry, fall over or answer with an HTTP status."""
 
     def __init__(
-        self, provider: HttpProvider, response: aiohttp.ClientResponse, translator: StreamTranslator, started: float
+        self, provider: HttpProvider, response: Response, translator: StreamTranslator, started: float
     ) -> None:
         self._provider = provider
         self._response = response
@@ -303,8 +283,8 @@ class _HttpStream:
     async def _read_more(self) -> bool:
         """Decode the next network read into pending chunks; False at end of body."""
         try:
-            data = await self._response.content.readany()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            data = await self._response.readany()
+        except (TimeoutError, OSError) as exc:
             raise self._provider._fail(exc) from None
         self._left -= len(data)
         if self._left < 0:
