@@ -66,6 +66,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--native", action="store_true", help="include C frames (py-spy --native)")
     parser.add_argument("--out", type=Path, help="also keep the collapsed stacks here (for flamegraph tools)")
     args = parser.parse_args()
     for tool in ("wrk", "py-spy"):
@@ -85,6 +86,7 @@ def main() -> int:
         wrk(url, args.connections, 1, "up/m", unique=True, stream=args.stream)  # warm up
         stacks = Path(args.out or Path(tmp) / "stacks.txt")
         record = ["record", "-p", str(gateway.pid), "-d", str(args.seconds + 1), "-r", "400", "-f", "raw"]
+        record += ["--native"] if args.native else []
         spy_proc = subprocess.Popen(
             [spy, *record, "-o", str(stacks)],
             stdout=subprocess.DEVNULL,

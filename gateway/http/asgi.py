@@ -91,13 +91,12 @@ class Inbound:
             self.receive, self.headers.get("content-length"), self.gateway.settings.server.max_body_bytes
         )
 
-    def _end(self) -> float:
-        timeout = self.gateway.settings.server.request_timeout_s
-        return asyncio.get_running_loop().time() + timeout + _LAST_WRITE_GRACE_S
+    def _within(self) -> float:
+        return self.gateway.settings.server.request_timeout_s + _LAST_WRITE_GRACE_S
 
     async def whole(self, work: Awaitable[None]) -> None:
         """Compute and send a whole answer under the watchdog; a client hanging up cancels the upstream calls."""
-        guard = WATCHDOG.guard(self._end(), self.receive)
+        guard = WATCHDOG.guard(self._within(), self.receive)
         try:
             await work
         except asyncio.CancelledError:
@@ -119,7 +118,7 @@ class Inbound:
     async def stream(self, work: Awaitable[None], error_event: Callable[[GatewayError], bytes]) -> None:
         """Open and relay a stream under the watchdog (hang-ups end it at once through `until_disconnect`). When
         a shutdown ends it after it started, the client is told why with `error_event`."""
-        guard = WATCHDOG.guard(self._end())
+        guard = WATCHDOG.guard(self._within())
         try:
             await work
         except asyncio.CancelledError:

@@ -58,12 +58,14 @@ class Watchdog:
     def draining(self) -> bool:
         return self._drain_at is not None
 
-    def guard(self, end: float, receive: Receive | None = None) -> Guard:
-        """Watch the current task until `release`. With `receive`, a client hang-up cancels it too."""
+    def guard(self, within_s: float, receive: Receive | None = None) -> Guard:
+        """Watch the current task until `release`, ending it if it runs longer than `within_s` from now. With
+        `receive`, a client hang-up cancels it too."""
         task = asyncio.current_task()
         assert task is not None
         loop = task.get_loop()
-        guard = Guard(task, end, receive, loop.time() + WATCH_AFTER_S)
+        now = loop.time()
+        guard = Guard(task, now + within_s, receive, now + WATCH_AFTER_S)
         self._guards.add(guard)
         if self._tick is None or self._loop is not loop:  # a tick left on another (closed) loop never comes
             self._schedule(loop)

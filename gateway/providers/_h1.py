@@ -71,6 +71,7 @@ class Response:
         "_done",
         "_error",
         "_keep_alive",
+        "_loop",
         "_parts",
         "_read_s",
         "_reading_all",
@@ -84,6 +85,7 @@ class Response:
 
     def __init__(self, conn: _Conn, deadline: float, read_s: float) -> None:
         self._conn: _Conn | None = conn
+        self._loop = conn.loop  # not asyncio.get_running_loop(): on Python 3.11 each call is a getpid()
         self._deadline = deadline
         self._read_s = read_s
         self.status = 0
@@ -158,7 +160,7 @@ class Response:
         """Until the connection brings something: at most the read timeout, and never past the deadline."""
         if self._error is not None:
             raise self._error
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         waiter = self._waiter = loop.create_future()
         now = loop.time()
         due = min(now + self._read_s, self._deadline)
@@ -226,8 +228,9 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 class _Conn(asyncio.Protocol):
     """One connection: writes a request, parses its answer into the current `Response`."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
+        self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.response: Response | None = None
@@ -424,7 +427,7 @@ class Pool:
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Conn:
         self._open += 1
-        conn = _Conn(self)
+        conn = _Conn(self, loop)
         try:
             async with asyncio.timeout_at(min(deadline, loop.time() + self.connect_s)):
                 await loop.create_connection(
@@ -441,7 +444,7 @@ class Pool:
             conn.close()
             return
         conn.resume()
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = conn.loop.time()
         self._idle.append(conn)
         self._wake_one()
 

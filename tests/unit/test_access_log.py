@@ -1,4 +1,4 @@
-"""The access-log writer: lines logged in one event-loop turn reach the stream together and in order, lines
+"""The access-log writer: lines logged close together reach the stream together and in order, lines
 logged off the loop are not held back, and logging being reconfigured (uvicorn does it at start) does not stop
 the writer."""
 
@@ -26,7 +26,7 @@ def test_lines_arrive_in_order_and_survive_reconfiguration() -> None:
         async def serve() -> None:
             for i in range(3):
                 log.info("turn %d", i)
-            await asyncio.sleep(0)  # the turn ends: the batch goes to the writer
+            await asyncio.sleep(0)  # a later turn: the batch is still gathering
             log.info("next turn")
 
         asyncio.run(serve())

@@ -10,8 +10,7 @@ from gateway.http.watchdog import WATCHDOG
 
 
 async def _guarded(end_in_s: float) -> str | None:
-    loop = asyncio.get_running_loop()
-    guard = WATCHDOG.guard(loop.time() + end_in_s)
+    guard = WATCHDOG.guard(end_in_s)
     try:
         await asyncio.Event().wait()
     except asyncio.CancelledError:
