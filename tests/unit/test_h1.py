@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
+import logging
 import socket
 import struct
 import zlib
@@ -444,6 +445,15 @@ async def test_an_answer_that_ends_the_connection_is_not_reused(wire: bytes) -> 
     assert upstream.accepted == 2
 
 
+async def test_bytes_after_the_end_of_an_answer_are_not_part_of_it_and_the_connection_is_dropped() -> None:
+    extra = answer(b"ok") + answer(b"unasked for", status=b"500 Internal Server Error")
+    async with serve(answering(extra, OK)) as upstream, pool_for(upstream) as pool:
+        response, body = await fetch(pool)
+        assert (response.status, body, response.headers) == (200, b"ok", {"content-length": "2"})
+        assert (await fetch(pool))[1] == b"ok"
+    assert upstream.accepted == 2
+
+
 async def test_a_kept_alive_connection_dropped_by_the_upstream_is_retried_once_on_a_new_one() -> None:
     async def handler(peer: Peer) -> None:
         if peer.index > 0:
@@ -563,6 +573,22 @@ async def test_waiting_for_a_connection_ends_at_the_deadline() -> None:
     assert upstream.accepted == 1
 
 
+async def test_a_waiter_cancelled_as_it_is_handed_the_connection_passes_it_on() -> None:
+    async with serve(answering(OK)) as upstream, pool_for(upstream, limit=1) as pool:
+        first = await pool.post("/x", b"{}", deadline=soon())
+        cancelled = await parked_post(pool, soon())
+        waiting = await parked_post(pool, soon(2))
+        await first.read()
+        first.release()  # hands the connection to the first waiter…
+        cancelled.cancel()  # …which is cancelled (a lost race, a client gone) before it could take it
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        response = await waiting
+        assert await response.read() == b"ok"
+        response.release()
+    assert upstream.accepted == 1
+
+
 async def test_a_connection_that_fails_frees_its_place_under_the_cap() -> None:
     async def handler(peer: Peer) -> None:
         if peer.index == 0:
@@ -579,18 +605,18 @@ async def test_a_connection_that_fails_frees_its_place_under_the_cap() -> None:
 
 
 async def test_a_post_cancelled_while_waiting_for_its_answer_closes_its_connection() -> None:
-    answered = asyncio.Event()
+    asked = asyncio.Event()
 
     async def handler(peer: Peer) -> None:
         if peer.index > 0:
             return await answering(OK)(peer)
         await peer.request()
-        answered.set()  # not really: the client gives up first
+        asked.set()  # and no answer comes
         await peer.client_closed()
 
     async with serve(handler) as upstream, pool_for(upstream, limit=1) as pool:
         task = asyncio.create_task(pool.post("/x", b"{}", deadline=soon()))
-        await answered.wait()
+        await asked.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -683,11 +709,28 @@ async def test_a_refused_connection_is_a_connection_error_and_frees_its_place() 
         port = probe.getsockname()[1]
     pool = Pool(f"http://127.0.0.1:{port}", {}, limit=1, connect_s=5.0, read_s=5.0)
     try:
-        for _ in range(2):
-            with pytest.raises(ConnectionError):
-                await pool.post("/x", b"{}", deadline=soon())
+        async with asyncio.timeout(5):
+            for _ in range(2):
+                with pytest.raises(ConnectionError):
+                    await pool.post("/x", b"{}", deadline=soon())
     finally:
         pool.close()
+
+
+async def test_a_connection_not_accepted_in_connect_s_times_out_and_frees_its_place() -> None:
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # never accepted: once its queue is full, the kernel ignores new connection attempts
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        pool = Pool(f"http://127.0.0.1:{listener.getsockname()[1]}", {}, limit=1, connect_s=0.05, read_s=5.0)
+        try:
+            async with asyncio.timeout(5):
+                for _ in range(2):  # a place kept by the first would keep the second waiting past the guard
+                    with pytest.raises(TimeoutError):
+                        await pool.post("/x", b"{}", deadline=soon(30))
+        finally:
+            pool.close()
 
 
 @pytest.mark.parametrize(
@@ -706,6 +749,15 @@ async def test_an_answer_that_is_not_http_is_a_bad_response(wire: bytes) -> None
             await fetch(pool)
         assert isinstance(caught.value, ConnectionError)
         await upstream.ended(0)
+
+
+async def test_an_upgrade_answer_is_a_bad_response_without_a_protocol_error(caplog: pytest.LogCaptureFixture) -> None:
+    wire = b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+    async with serve(answering(wire)) as upstream, pool_for(upstream) as pool:
+        with pytest.raises(BadResponse):
+            await pool.post("/x", b"{}", deadline=soon())
+        await upstream.ended(0)
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
 
 
 async def test_an_idle_connection_the_upstream_speaks_on_is_dropped() -> None:
@@ -745,8 +797,10 @@ async def test_an_answer_without_a_body_by_its_status_keeps_the_connection(statu
         ("content-length: 10", b"abcd", "reset"),
         ("transfer-encoding: chunked", b"4\r\nabcd\r\n", "close"),
         ("transfer-encoding: chunked", b"4\r\nabcd\r\n", "reset"),
+        ("Transfer-Encoding: Chunked", b"4\r\nabcd\r\n", "close"),
+        ("content-type: text/plain", b"abcd", "reset"),  # ends with the connection, but not with a reset
     ],
-    ids=["length-close", "length-reset", "chunked-close", "chunked-reset"],
+    ids=["length-close", "length-reset", "chunked-close", "chunked-reset", "Chunked-close", "eof-reset"],
 )
 async def test_a_connection_ended_in_the_middle_of_a_body_is_a_bad_response(
     framing: str, first: bytes, end: str, reader: str
