@@ -12,8 +12,11 @@ import asyncio
 import gc
 import gzip
 import logging
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, suppress
@@ -21,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from gateway.providers._h1 import BadResponse, Pool, Response
+from gateway.providers._h1 import BadResponse, Pool, Response, _ssl_context
 
 pytestmark = [pytest.mark.timeout(10), pytest.mark.uvloop]
 
@@ -78,13 +81,14 @@ class Upstream:
         self.accepted = 0
         self.requests: list[tuple[int, bytes]] = []  # (connection index, raw request)
         self.port = 0
+        self.scheme = "http"
         self.tasks: list[asyncio.Task[Any]] = []
         self.errors: list[BaseException] = []
         self._ended: dict[int, asyncio.Future[None]] = {}
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def ended(self, index: int) -> asyncio.Future[None]:
         """Done when the handler of connection `index` has returned and its socket is closed."""
@@ -114,11 +118,12 @@ class Upstream:
 
 
 @asynccontextmanager
-async def serve(handler: Handler) -> AsyncIterator[Upstream]:
+async def serve(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[Upstream]:
     """A loopback server running `handler` for each connection; on leaving, every connection must have ended."""
     upstream = Upstream(handler)
     async with asyncio.timeout(5):  # pytest-timeout's alarm is not handled while uvloop waits for I/O
-        server = await asyncio.start_server(upstream.serve, "127.0.0.1", 0)
+        server = await asyncio.start_server(upstream.serve, "127.0.0.1", 0, ssl=tls)
+        upstream.scheme = "https" if tls else "http"
         upstream.port = server.sockets[0].getsockname()[1]
         try:
             yield upstream
@@ -860,3 +865,66 @@ async def test_a_slow_reader_stops_the_socket_being_read_and_still_gets_the_whol
         assert b"".join(pieces) == body
         assert (await fetch(pool))[1] == b"ok"  # read to its end: the connection is reused
     assert upstream.accepted == 1
+
+
+# --- TLS --------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    """A server context whose self-signed certificate (for 127.0.0.1) the client's context is told to trust;
+    made by the openssl command, as the redis tests use redis-server."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl command")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    request = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1"
+    request += " -addext subjectAltName=IP:127.0.0.1"
+    subprocess.run([openssl, *request.split(), "-keyout", key, "-out", cert], check=True, capture_output=True)
+    _ssl_context().load_verify_locations(cafile=str(cert))  # the client's one context for every https pool
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    return server
+
+
+async def test_tls_answers_by_length_chunks_and_close_on_one_kept_connection(certificate: ssl.SSLContext) -> None:
+    body = bytes(range(256)) * 16384  # 4 MiB: more than the read buffer, so reading pauses and resumes under TLS
+    chunks = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + chunked(b"over ", b"tls")
+
+    async def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            return await answering(answer(body), chunks)(peer)
+        await peer.request()
+        await peer.send(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")  # and the close ends it
+
+    async with serve(handler, certificate) as upstream, pool_for(upstream) as pool:
+        response = await pool.post("/x", b"{}", deadline=soon())
+        try:
+            pieces = []
+            for _ in range(2):
+                for _ in range(20):  # slow at first
+                    await asyncio.sleep(0)
+                pieces.append(await response.readany())
+            pieces.append(await response.read())
+            assert b"".join(pieces) == body
+        finally:
+            response.release()
+        assert (await fetch(pool))[1] == b"over tls"
+        assert upstream.accepted == 1
+        pool.close()
+        await upstream.ended(0)
+        async with pool_for(upstream) as again:
+            response, received = await fetch(again)
+            assert (response.eof_delimited, received) == (True, b"until the end")
+    assert upstream.accepted == 2
+
+
+async def test_a_tls_certificate_for_another_name_is_refused(certificate: ssl.SSLContext) -> None:
+    async with serve(answering(OK), certificate) as upstream:
+        pool = Pool(f"https://localhost:{upstream.port}", {}, limit=1, connect_s=5.0, read_s=5.0)
+        try:
+            with pytest.raises(ssl.SSLCertVerificationError):  # an OSError, as HttpProvider expects
+                await pool.post("/x", b"{}", deadline=soon())
+        finally:
+            pool.close()
