@@ -114,7 +114,9 @@ class Response:
         self.headers = headers
         length = headers.get("content-length")
         self.content_length = int(length) if length is not None and length.isdigit() else None
-        self.eof_delimited = self.content_length is None and "chunked" not in headers.get("transfer-encoding", "")
+        self.eof_delimited = (
+            self.content_length is None and "chunked" not in headers.get("transfer-encoding", "").lower()
+        )
         encoding = headers.get("content-encoding", "").strip().lower()
         if encoding in ("gzip", "x-gzip", "deflate"):
             self._decoder = zlib.decompressobj(47)  # zlib or gzip framing, detected from the first bytes
@@ -253,7 +255,7 @@ class _Conn(asyncio.Protocol):
         response.received = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:  # an upgrade is no answer here
             response._fail(BadResponse(f"the upstream's answer is not valid HTTP ({type(exc).__name__})"))
             self.close()
 
@@ -264,7 +266,7 @@ class _Conn(asyncio.Protocol):
         self.lost = True
         response = self.response
         if response is not None and not response._done:
-            if response.status and response.eof_delimited:
+            if response.status and response.eof_delimited and exc is None:  # a reset is no end of a body
                 response._finish(keep_alive=False)
             elif not response.received:
                 response._fail(_Stale("the connection closed before the upstream answered"))
@@ -273,6 +275,11 @@ class _Conn(asyncio.Protocol):
         self.pool._forget(self)
 
     # --- httptools callbacks ----------------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        response = self.response
+        if response is not None and response._done:  # nothing was asked after this answer: the parser fails
+            raise BadResponse("the upstream sent more than its answer")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw.append((name, value))
@@ -421,9 +428,10 @@ class Pool:
             try:
                 async with asyncio.timeout_at(deadline):
                     await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
+            except BaseException:
+                if not waiter.cancel() and not waiter.cancelled() and waiter.exception() is None:
+                    self._wake_one()  # woken as it timed out or was cancelled: the turn goes to the next waiter
+                raise
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Conn:
         self._open += 1
