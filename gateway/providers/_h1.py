@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import zlib
 from collections import deque
 from collections.abc import Mapping
@@ -75,6 +76,7 @@ class Response:
         "_parts",
         "_read_s",
         "_reading_all",
+        "_room",
         "_waiter",
         "content_length",
         "eof_delimited",
@@ -83,7 +85,7 @@ class Response:
         "status",
     )
 
-    def __init__(self, conn: _Conn, deadline: float, read_s: float) -> None:
+    def __init__(self, conn: _Conn, deadline: float, read_s: float, max_body: int | None = None) -> None:
         self._conn: _Conn | None = conn
         self._loop = conn.loop  # not asyncio.get_running_loop(): on Python 3.11 each call is a getpid()
         self._deadline = deadline
@@ -101,6 +103,9 @@ class Response:
         self._decoder: zlib._Decompress | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._reading_all = False
+        # Decompressed bytes this answer may still produce: one past the caller's limit, so that the caller sees
+        # it went over, and no compressed bomb ever expands further in memory.
+        self._room = sys.maxsize if max_body is None else max_body + 1
 
     # --- fed by the connection ------------------------------------------------------------------------------
 
@@ -124,11 +129,14 @@ class Response:
 
     def _feed(self, data: bytes) -> None:
         if self._decoder is not None:
+            if self._room <= 0:
+                return  # past the caller's limit already: the rest is never decoded
             try:
-                data = self._decoder.decompress(data)
+                data = self._decoder.decompress(data, self._room)
             except zlib.error:
                 self._fail(BadResponse("the upstream's compressed body is corrupt"))
                 return
+            self._room -= len(data)
             if not data:
                 return
         self._parts.append(data)
@@ -138,10 +146,17 @@ class Response:
         self._wake()
 
     def _finish(self, keep_alive: bool) -> None:
-        if self._decoder is not None:
-            tail = self._decoder.flush()
-            if tail:
-                self._parts.append(tail)
+        decoder = self._decoder
+        if decoder is not None:
+            if self._room <= 0:
+                keep_alive = False  # compressed bytes were left unread on the connection's side of things
+            else:
+                tail = decoder.flush()
+                if tail:
+                    self._parts.append(tail)
+                if not decoder.eof:
+                    self._fail(BadResponse("the upstream's compressed body ended before its end"))
+                    return
         self._done = True
         self._keep_alive = keep_alive
         self._wake()
@@ -345,6 +360,7 @@ class Pool:
         connect_s: float,
         read_s: float,
         keepalive_s: float = KEEPALIVE_S,
+        max_body: int | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -357,11 +373,13 @@ class Pool:
         self.connect_s = connect_s
         self.read_s = read_s
         self.keepalive_s = keepalive_s
+        self.max_body = max_body
         self._prefix = parts.path.rstrip("/")
         netloc = parts.netloc.rpartition("@")[2]  # never the user-info
-        defaults = {"host": netloc, "accept-encoding": "gzip, deflate"}
-        defaults.update({k.lower(): v for k, v in headers.items()})
-        self._head = _header_block(defaults)
+        # gzip only: "deflate" is ambiguous in the wild (zlib-wrapped or raw); a zlib-wrapped one is still read
+        self._defaults = {"host": netloc, "accept-encoding": "gzip"}
+        self._defaults.update({k.lower(): v for k, v in headers.items()})
+        self._head = _header_block(self._defaults)
         self._idle: deque[_Conn] = deque()
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -381,18 +399,20 @@ class Pool:
         if params:
             target += "?" + urlencode(params)
         _check(target)
-        extra = _header_block(headers) if headers else b""
-        data = b"POST %s HTTP/1.1\r\n%s%scontent-length: %d\r\n\r\n%s" % (
+        head = self._head
+        if headers:  # a call's own header replaces a configured one of the same name
+            merged = {**self._defaults, **{k.lower(): v for k, v in headers.items()}}
+            head = _header_block(merged)
+        data = b"POST %s HTTP/1.1\r\n%scontent-length: %d\r\n\r\n%s" % (
             target.encode("latin-1"),
-            self._head,
-            extra,
+            head,
             len(body),
             body,
         )
         fresh = False
         while True:
             conn, reused = await self._acquire(deadline, fresh)
-            response = Response(conn, deadline, self.read_s)
+            response = Response(conn, deadline, self.read_s, self.max_body)
             conn.send(response, data)
             try:
                 await response._headers()

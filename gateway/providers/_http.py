@@ -150,6 +150,7 @@ class HttpProvider:
             limit=max_connections,
             connect_s=self.timeouts.connect_s,
             read_s=self.timeouts.read_s,
+            max_body=max_response_bytes,
         )
 
     def _fail(self, exc: BaseException) -> UpstreamError:

@@ -320,7 +320,31 @@ async def test_compressed_bodies_are_decompressed_whole_and_streamed(encoding: s
         finally:
             response.release()
         assert upstream.accepted == 1
-        assert b"\r\naccept-encoding: gzip, deflate\r\n" in upstream.requests[0][1]
+        assert b"\r\naccept-encoding: gzip\r\n" in upstream.requests[0][1]  # a zlib-wrapped deflate is read too
+
+
+async def test_a_compressed_body_expands_no_further_than_one_byte_past_the_limit() -> None:
+    bomb = gzip.compress(b"\0" * (8 << 20))  # 8 MiB from about 8 KiB
+    async with serve(answering(answer(bomb, "content-encoding: gzip"))) as upstream:
+        async with pool_for(upstream, max_body=1000) as pool:
+            _, body = await fetch(pool)
+            assert len(body) == 1001  # the caller sees it went over; the rest was never decoded
+        assert upstream.accepted == 1
+
+
+async def test_a_compressed_body_cut_inside_its_framing_is_a_bad_response() -> None:
+    cut = gzip.compress(b"x" * 5000)[:-12]  # the HTTP framing is whole, the gzip stream is not
+    async with serve(answering(answer(cut, "content-encoding: gzip"))) as upstream, pool_for(upstream) as pool:
+        with pytest.raises(BadResponse, match="compressed"):
+            await fetch(pool)
+
+
+async def test_a_calls_own_header_replaces_a_configured_one() -> None:
+    async with serve(answering(OK)) as upstream, pool_for(upstream, headers={"Anthropic-Beta": "configured"}) as pool:
+        await fetch(pool, headers={"anthropic-beta": "per-call"})
+    head = upstream.requests[0][1].partition(b"\r\n\r\n")[0].lower()
+    assert head.count(b"anthropic-beta:") == 1
+    assert b"anthropic-beta: per-call" in head
 
 
 async def test_a_corrupt_compressed_body_is_a_bad_response() -> None:
@@ -389,7 +413,7 @@ async def test_the_request_as_the_server_receives_it() -> None:
     assert sorted(name for name, _ in fields) == sorted({name for name, _ in fields})  # no field twice
     assert dict(fields) == {
         "host": f"127.0.0.1:{upstream.port}",
-        "accept-encoding": "gzip, deflate",
+        "accept-encoding": "gzip",
         "authorization": "Bearer k",
         "x-configured": "c",
         "x-call": "yes",
