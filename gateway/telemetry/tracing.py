@@ -1,9 +1,11 @@
 """Tracing from the standard OTEL_* environment, and nothing at all without it.
 
 Enabled when `OTEL_TRACES_EXPORTER` is `otlp` or `console`, or an OTLP endpoint variable is set, and
-`OTEL_SDK_DISABLED` is not `true`. Export is OTLP/HTTP protobuf (the exporter reads OTEL_EXPORTER_OTLP_* itself)
-through a BatchSpanProcessor (batches of 128 spans unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise), so
-spans never delay a response; `console` prints spans for local debugging.
+`OTEL_SDK_DISABLED` is not `true`. Export is OTLP/HTTP protobuf from the OTEL_EXPORTER_OTLP_* variables, by the
+gateway's own encoder and kept-alive connection (telemetry/_export.py; the SDK's OTLPSpanExporter for the few
+settings it does not support), from a batching thread (batches of 128 spans unless
+OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise), so spans never delay a response; `console` prints spans for
+local debugging.
 The sampler is the SDK's, from `OTEL_TRACES_SAMPLER` (default parent-based always-on).
 """
 
@@ -20,8 +22,11 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from gateway.telemetry._batch import BatchExport
+from gateway.telemetry._export import OtlpHttpExporter
 
 __all__ = ["Tracing", "trace_id_from_traceparent"]
 
@@ -62,21 +67,22 @@ class Tracing:
         kind = _wanted(env)
         if kind is None:
             return cls(None)
-        exporter: SpanExporter
+        exporter: SpanExporter | None = None
         if kind == "console":
             exporter = ConsoleSpanExporter()
         else:
             protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
             if protocol and protocol != "http/protobuf":
                 log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported; exporting OTLP/HTTP protobuf", protocol)
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            exporter = OtlpHttpExporter.from_env(env)
+            if exporter is None:  # a setting only the SDK's exporter supports (see telemetry/_export.py)
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            exporter = OTLPSpanExporter()
+                exporter = OTLPSpanExporter()
         # Smaller batches than the SDK's 512 unless configured: an export holds the GIL while it encodes, which
         # shows in the loop's p99. Measured at 200 req/s with Redis and tracing on (added p99): 512 spans 10-14 ms,
         # 128 spans 4-9 ms, 32 spans 3.5-5 ms but ~10 % fewer requests per CPU-second (one POST per 32 spans).
-        batch = None if env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") else 128
-        processor = BatchSpanProcessor(exporter, max_export_batch_size=batch)
+        processor = BatchExport.from_env(exporter, env, max_batch=128)
         return cls.with_processor(processor, env.get("OTEL_SERVICE_NAME") or service_name)
 
     @classmethod
