@@ -14,19 +14,22 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from types import TracebackType
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from gateway.telemetry._batch import BatchExport
 from gateway.telemetry._export import OtlpHttpExporter
+from gateway.telemetry._spans import LightTracer
 
 __all__ = ["Tracing", "trace_id_from_traceparent"]
 
@@ -59,7 +62,10 @@ class Tracing:
 
     def __init__(self, provider: TracerProvider | None) -> None:
         self.provider = provider
-        self.tracer = provider.get_tracer("ultra_gateway") if provider is not None else None
+        self.tracer: trace.Tracer | None = None
+        if provider is not None:
+            tracer = provider.get_tracer("ultra_gateway")
+            self.tracer = LightTracer(tracer) if isinstance(tracer, SdkTracer) else tracer
 
     @classmethod
     def from_env(cls, service_name: str, *, env: Mapping[str, str] | None = None) -> Tracing:
@@ -100,17 +106,15 @@ class Tracing:
         if self.provider is not None:
             self.provider.shutdown()  # flushes the last batch
 
-    @contextmanager
-    def server_span(self, name: str, headers: Mapping[str, str], attributes: dict[str, Any]) -> Iterator[Span | None]:
-        """The HTTP SERVER span, continuing an incoming W3C traceparent."""
+    def server_span(
+        self, name: str, headers: Mapping[str, str], attributes: dict[str, Any]
+    ) -> AbstractContextManager[Span | None]:
+        """The HTTP SERVER span, continuing an incoming W3C traceparent; current inside the `with`, ended on exit."""
         if self.tracer is None:
-            yield None
-            return
+            return nullcontext()
         parent = extract(headers) if headers else None  # a new trace without the propagators' work
-        with self.tracer.start_as_current_span(
-            name, context=parent, kind=SpanKind.SERVER, attributes=attributes, record_exception=False
-        ) as span:
-            yield span
+        span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        return _Current(span, record_exception=False, end_on_exit=True)
 
     def start_span(self, name: str, attributes: dict[str, Any]) -> Span | None:
         """An INTERNAL span under the current one; the caller ends it (it may outlive a `with` block)."""
@@ -136,10 +140,35 @@ def fail(span: Span, kind: str, description: str) -> None:
     span.set_status(Status(StatusCode.ERROR, description))
 
 
-def use(span: Span | None) -> Any:
+def use(span: Span | None) -> AbstractContextManager[Span | None]:
     """Make `span` current for a block (nothing when tracing is off)."""
     if span is None:
-        from contextlib import nullcontext
-
         return nullcontext()
-    return trace.use_span(span, end_on_exit=False)
+    return _Current(span, record_exception=True, end_on_exit=False)
+
+
+class _Current:
+    """What `trace.use_span` does, as a class rather than a generator (cheaper to enter on every request): the span
+    is current inside the block; an exception leaving it is recorded as an event (if asked) and sets the ERROR
+    status; the span ends on exit if asked."""
+
+    __slots__ = ("_end", "_record", "_token", "span")
+
+    def __init__(self, span: Span, *, record_exception: bool, end_on_exit: bool) -> None:
+        self.span = span
+        self._record = record_exception
+        self._end = end_on_exit
+
+    def __enter__(self) -> Span:
+        self._token = context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        context.detach(self._token)
+        span = self.span
+        if isinstance(exc, Exception) and span.is_recording():  # as use_span: not for CancelledError and the like
+            if self._record:
+                span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        if self._end:
+            span.end()

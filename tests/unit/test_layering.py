@@ -1,7 +1,8 @@
 """The shape of the code, checked: header names live in the HTTP layer only, and the registries' recipes work.
 
 Outside `gateway/http` (which renders responses), `gateway/providers` (which speak each upstream's own HTTP
-API) and the span exporter (which speaks OTLP/HTTP to a collector), no module may spell an HTTP header name: the pipeline hands typed values to the edge, which renders them.
+API) and the span exporter (which speaks OTLP/HTTP to a collector), no module may spell an HTTP header name:
+the pipeline hands typed values to the edge, which renders them.
 """
 
 from __future__ import annotations
