@@ -18,7 +18,7 @@ from typing import Any
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import SpanContext, SpanKind, Status
 
 __all__ = ["SpanEncoder"]
 
@@ -37,6 +37,9 @@ _KIND = {
 }
 _HAS_IS_REMOTE = 0x100  # SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
 _IS_REMOTE = 0x200  # SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
+_SPAN_FLAGS = {False: b"\x85\x01" + _I(_HAS_IS_REMOTE), True: b"\x85\x01" + _I(_HAS_IS_REMOTE | _IS_REMOTE)}  # field 16
+_LINK_FLAGS = {False: b"\x35" + _I(_HAS_IS_REMOTE), True: b"\x35" + _I(_HAS_IS_REMOTE | _IS_REMOTE)}  # field 6
+_SCALARS = frozenset({str, int, float, bool})
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _CACHE_LIMIT = 4096  # encoded (key, string value) pairs kept; cleared when full, so it stays bounded
 
@@ -86,10 +89,12 @@ def _key_value(key: str, value: Any) -> bytes:
 
 
 class _Attributes:
-    """Encodes attribute maps into repeated KeyValue fields under one tag, remembering what repeats."""
+    """Encodes attribute maps into repeated KeyValue fields under one tag, remembering what repeats: a scalar
+    is remembered with its type (1, 1.0 and True are equal keys in a dict, not in protobuf), a float unless it
+    is a zero (0.0 and -0.0 are equal too)."""
 
     def __init__(self) -> None:
-        self._pairs: dict[tuple[bytes, str, str], bytes] = {}
+        self._pairs: dict[tuple[bytes, str, Any, type], bytes] = {}
 
     def encode(self, tag: bytes, attributes: Mapping[str, Any] | None) -> list[bytes]:
         if not attributes:
@@ -97,26 +102,43 @@ class _Attributes:
         out = []
         pairs = self._pairs
         for key, value in attributes.items():
-            if type(value) is str:
-                encoded = pairs.get((tag, key, value))
-                if encoded is None:
-                    encoded = _field(tag, _key_value(key, value))
-                    if len(pairs) >= _CACHE_LIMIT:
-                        pairs.clear()
-                    pairs[(tag, key, value)] = encoded
-                out.append(encoded)
-                continue
+            kind = type(value)
+            remember = kind in _SCALARS and (kind is not float or value != 0)
+            if remember:
+                encoded = pairs.get((tag, key, value, kind))
+                if encoded is not None:
+                    out.append(encoded)
+                    continue
             try:
-                out.append(_field(tag, _key_value(key, value)))
+                encoded = _field(tag, _key_value(key, value))
             except Exception as error:  # what the SDK's encoder does: the attribute is left out, the span kept
                 log.exception("Failed to encode key %s: %s", key, error)
+                continue
+            if remember:
+                if len(pairs) >= _CACHE_LIMIT:
+                    pairs.clear()
+                pairs[(tag, key, value, kind)] = encoded
+            out.append(encoded)
         return out
+
+    def status(self, status: Status) -> bytes:
+        """Field 15 (always written, as the SDK's encoder does); UNSET is by far the most common."""
+        code = status.status_code.value
+        description = status.description
+        if not code and not description:
+            return b"\x7a\x00"
+        key = (b"status", description or "", code, int)
+        encoded = self._pairs.get(key)
+        if encoded is None:
+            encoded = _field(b"\x7a", _field_str(b"\x12", description) + (b"\x18" + _SMALL[code] if code else b""))
+            if len(self._pairs) >= _CACHE_LIMIT:
+                self._pairs.clear()
+            self._pairs[key] = encoded
+        return encoded
 
 
 def _trace_state(context: SpanContext) -> bytes:
     state = context.trace_state
-    if not state:
-        return b""
     return _field(b"\x1a", ",".join([f"{key}={value}" for key, value in state.items()]).encode())
 
 
@@ -153,28 +175,27 @@ class SpanEncoder:
         assert context is not None
         parent = span.parent
         attributes = self._attributes.encode
-        parts = [
-            b"\x0a\x10",
-            context.trace_id.to_bytes(16, "big"),
-            b"\x12\x08",
-            context.span_id.to_bytes(8, "big"),
-            _trace_state(context),
-        ]
+        parts = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"), b"\x12\x08", context.span_id.to_bytes(8, "big")]
+        if context.trace_state:
+            parts.append(_trace_state(context))
         if parent is not None:
             parts += (b"\x22\x08", parent.span_id.to_bytes(8, "big"))
-        parts += (_field(b"\x2a", span.name.encode()), _KIND[span.kind])
-        if span.start_time:
-            parts += (b"\x39", _Q(span.start_time))
-        if span.end_time:
-            parts += (b"\x41", _Q(span.end_time))
+        name = span.name.encode()
+        parts += (b"\x2a", _SMALL[len(name)] if len(name) < 128 else _varint(len(name)), name, _KIND[span.kind])
+        start, end = span.start_time, span.end_time
+        if start:
+            parts += (b"\x39", _Q(start))
+        if end:
+            parts += (b"\x41", _Q(end))
         parts += attributes(b"\x4a", span.attributes)
-        for event in span.events:
+        events, links = span.events, span.links
+        for event in events:
             event_parts = [b"\x09", _Q(event.timestamp)] if event.timestamp else []
             event_parts.append(_field_str(b"\x12", event.name))
             event_parts += attributes(b"\x1a", event.attributes)
             event_parts.append(_count(b"\x20", event.dropped_attributes))
             parts.append(_field(b"\x5a", b"".join(event_parts)))
-        for link in span.links:
+        for link in links:
             link_parts = [
                 b"\x0a\x10",
                 link.context.trace_id.to_bytes(16, "big"),
@@ -182,18 +203,13 @@ class SpanEncoder:
                 link.context.span_id.to_bytes(8, "big"),
             ]
             link_parts += attributes(b"\x22", link.attributes)
-            link_parts += (_count(b"\x28", link.dropped_attributes), b"\x35", _I(_flag_bits(link.context)))
+            link_parts += (_count(b"\x28", link.dropped_attributes), _LINK_FLAGS[bool(link.context.is_remote)])
             parts.append(_field(b"\x6a", b"".join(link_parts)))
-        status = span.status
-        code = status.status_code.value
-        parts += (
-            _count(b"\x50", span.dropped_attributes),
-            _count(b"\x60", span.dropped_events),
-            _count(b"\x70", span.dropped_links),
-            _field(b"\x7a", _field_str(b"\x12", status.description) + (b"\x18" + _SMALL[code] if code else b"")),
-            b"\x85\x01",  # field 16, fixed32
-            _I(_flag_bits(parent)),
-        )
+        dropped = span.dropped_attributes
+        if dropped:
+            parts.append(b"\x50" + _varint(dropped))
+        parts += (_count(b"\x60", span.dropped_events), _count(b"\x70", span.dropped_links))
+        parts += (self._attributes.status(span.status), _SPAN_FLAGS[parent is not None and bool(parent.is_remote)])
         return b"".join(parts)
 
     def _resource(self, resource: Resource) -> bytes:
@@ -212,10 +228,6 @@ class SpanEncoder:
                 body += b"".join(self._attributes.encode(b"\x1a", scope.attributes))
             encoded = self._scopes[scope] = _field(b"\x0a", body)
         return encoded
-
-
-def _flag_bits(context: SpanContext | None) -> int:
-    return _HAS_IS_REMOTE | _IS_REMOTE if context is not None and context.is_remote else _HAS_IS_REMOTE
 
 
 def _field_str(tag: bytes, value: str | None) -> bytes:

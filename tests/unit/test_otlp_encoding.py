@@ -117,6 +117,23 @@ def test_an_encoder_reused_across_batches_gives_the_same_bytes() -> None:
     assert encoder.encode(()) == b""
 
 
+def test_values_equal_in_python_but_not_in_protobuf_are_told_apart() -> None:
+    """1, 1.0 and True are one dictionary key; so are 0.0 and -0.0. The encoder remembers encoded values."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=SpanLimits(max_events=0, max_links=0))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    for value in (1, 1.0, True, 0.0, -0.0, 0, False, "1", float("nan"), float("nan")):
+        span = tracer.start_span("same key", attributes={"x": value}, links=[Link(SpanContext(1, 2, False))])
+        span.add_event("dropped by the limit")
+        span.set_status(Status(StatusCode.ERROR, "same status"))
+        span.end()
+    batch = exporter.get_finished_spans()
+    encoder = SpanEncoder()
+    for _ in range(2):
+        assert encoder.encode(batch) == encode_spans(batch).SerializeToString()
+
+
 def test_a_value_protobuf_cannot_hold_leaves_out_the_attribute_not_the_span(caplog: pytest.LogCaptureFixture) -> None:
     span = ReadableSpan(
         "too big",
