@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from time import time_ns
+from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
@@ -35,7 +36,9 @@ __all__ = ["LightSpan", "LightTracer"]
 
 logger = logging.getLogger("opentelemetry.sdk.trace")  # the SDK's own warnings, under its own name
 
-_PLAIN = frozenset({str, bool, int, float})
+_PLAIN = frozenset({str, bool, int, float, bytes, type(None)})  # kept as they are by the SDK's cleaning
+_STR = frozenset({str})
+_UNSET = Status(StatusCode.UNSET)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 _FLAGS = {(s, r): TraceFlags((TraceFlags.SAMPLED if s else 0) | (_RANDOM if r else 0)) for s in (0, 1) for r in (0, 1)}
 
@@ -44,6 +47,17 @@ class LightSpan(sdk_trace.Span):
     """Built by LightTracer only (it skips the SDK Span's constructor)."""
 
     _attributes: dict[str, types.AnyValue]
+    # what every span starts with, read from the class until a span sets its own (fewer stores per span)
+    _trace_config = None
+    _record_end_metrics: Callable[[], None] | None = None
+    _status = _UNSET
+    _end_time = None
+    _dropped_attributes = 0
+    _events: Sequence[sdk_trace.Event] = ()
+    _links: Sequence[Link] = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> LightSpan:
+        return object.__new__(cls)  # the SDK Span's __new__ only refuses to build a bare Span
 
     def __init__(
         self,
@@ -67,31 +81,37 @@ class LightSpan(sdk_trace.Span):
         self._limits = tracer.limits
         self._span_processor = tracer.processor
         self._sampler = tracer.sampler
-        self._trace_config = None
         self._record_exception = record_exception
         self._set_status_on_exception = set_status_on_exception
-        self._record_end_metrics = None
         self._lock = threading.Lock()
-        self._status = Status(StatusCode.UNSET)
-        self._start_time = None
-        self._end_time = None
         self._attributes = {}
-        self._dropped_attributes = 0
-        self._events = ()
-        self._links = self._new_links(links) if links else ()
+        if links:
+            self._links = self._new_links(links)
         if attributes:
             self._put(attributes)
 
     def _put(self, attributes: Mapping[str, types.AnyValue]) -> None:
         """BoundedAttributes' rules on a plain dict: what is cleaned, dropped and counted is the same."""
+        mine = self._attributes
         limit = self._limits.max_span_attributes
         length = self._limits.max_span_attribute_length
+        if (
+            length is None
+            and (limit is None or len(mine) + len(attributes) <= limit)
+            and _PLAIN.issuperset(map(type, attributes.values()))
+            and _STR.issuperset(map(type, attributes))
+            and "" not in attributes
+            and mine.keys().isdisjoint(attributes)
+        ):  # the usual case, checked and copied in C: new keys, values that need no cleaning, room for them
+            mine.update(attributes)
+            return
         if limit == 0:
             self._dropped_attributes += len(attributes)
             return
-        mine = self._attributes
         for key, value in attributes.items():
-            if type(value) not in _PLAIN or length is not None or type(key) is not str or not key:
+            if isinstance(value, (tuple, list)) and length is None and _PLAIN.issuperset(map(type, value)):
+                value = tuple(value)  # a sequence of plain values: what cleaning makes of it
+            elif type(value) not in _PLAIN or length is not None or type(key) is not str or not key:
                 cleaned = _clean_attribute_value({key: value}, length)
                 if not cleaned:
                     self._dropped_attributes += 1

@@ -90,7 +90,7 @@ def scenario(tracer: trace.Tracer) -> None:
             call.end()
             call.set_attribute("late", 1)  # ignored: ended
             call.end()  # warned, ignored
-        strategy.set_attributes({"ultra.calls": 1, "many": tuple(range(3))})
+        strategy.set_attributes({"ultra.calls": 1, "many": tuple(range(3)), "holes": ["a", None], "nested": [["a"]]})
         strategy.end()
         server.set_attribute("http.response.status_code", 200)
         server.add_event("an event", {"e": 1})
