@@ -151,15 +151,14 @@ class OtlpHttpExporter(SpanExporter):
 
     def _post(self, body: bytes, deadline: float) -> tuple[int | None, str, float | None]:
         """One POST: (status, reason, Retry-After seconds); status None when no answer came. A kept-alive
-        connection the collector closed is retried at once on a new one."""
+        connection the collector closed is retried at once on a new one. Each socket operation waits at most
+        the export timeout (set once per connection: changing a socket's timeout releases the GIL, and taking
+        it back waits for the event loop)."""
         for fresh in (self._connection is None, True):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if deadline <= time.monotonic():
                 return None, "timed out", None
-            connection = self._connect(remaining)
+            connection = self._connect()
             try:
-                if connection.sock is not None:
-                    connection.sock.settimeout(remaining)
                 connection.request("POST", self._path, body, self._headers)
                 response = connection.getresponse()
                 response.read()  # the connection is reused only once the body is consumed
@@ -173,14 +172,14 @@ class OtlpHttpExporter(SpanExporter):
             return response.status, response.reason, _retry_after(response.getheader("retry-after"))
         raise AssertionError("unreachable")  # the second pass always returns
 
-    def _connect(self, timeout_s: float) -> http.client.HTTPConnection:
+    def _connect(self) -> http.client.HTTPConnection:
         if self._connection is None:
             if self._tls is not None:
                 self._connection = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=timeout_s, context=self._tls
+                    self._host, self._port, timeout=self._timeout_s, context=self._tls
                 )
             else:
-                self._connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout_s)
+                self._connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
         return self._connection
 
     def _drop(self) -> None:
