@@ -24,7 +24,7 @@ from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
-from opentelemetry.attributes import _clean_attribute_value
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.sdk.util import BoundedList
@@ -112,7 +112,7 @@ class LightSpan(sdk_trace.Span):
             if isinstance(value, (tuple, list)) and length is None and _PLAIN.issuperset(map(type, value)):
                 value = tuple(value)  # a sequence of plain values: what cleaning makes of it
             elif type(value) not in _PLAIN or length is not None or type(key) is not str or not key:
-                cleaned = _clean_attribute_value({key: value}, length)
+                cleaned = BoundedAttributes(None, {key: value}, max_value_len=length)  # the SDK's own rules
                 if not cleaned:
                     self._dropped_attributes += 1
                     continue
