@@ -1,9 +1,11 @@
 """Tracing from the standard OTEL_* environment, and nothing at all without it.
 
 Enabled when `OTEL_TRACES_EXPORTER` is `otlp` or `console`, or an OTLP endpoint variable is set, and
-`OTEL_SDK_DISABLED` is not `true`. Export is OTLP/HTTP protobuf (the exporter reads OTEL_EXPORTER_OTLP_* itself)
-through a BatchSpanProcessor (batches of 128 spans unless OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise), so
-spans never delay a response; `console` prints spans for local debugging.
+`OTEL_SDK_DISABLED` is not `true`. Export is OTLP/HTTP protobuf from the OTEL_EXPORTER_OTLP_* variables, by the
+gateway's own encoder and kept-alive connection (telemetry/_export.py; the SDK's OTLPSpanExporter for the few
+settings it does not support), from a batching thread (batches of 128 spans unless
+OTEL_BSP_MAX_EXPORT_BATCH_SIZE says otherwise), so spans never delay a response; `console` prints spans for
+local debugging.
 The sampler is the SDK's, from `OTEL_TRACES_SAMPLER` (default parent-based always-on).
 """
 
@@ -12,16 +14,22 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from types import TracebackType
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from gateway.telemetry._batch import BatchExport
+from gateway.telemetry._export import OtlpHttpExporter
+from gateway.telemetry._spans import LightTracer
 
 __all__ = ["Tracing", "trace_id_from_traceparent"]
 
@@ -54,7 +62,10 @@ class Tracing:
 
     def __init__(self, provider: TracerProvider | None) -> None:
         self.provider = provider
-        self.tracer = provider.get_tracer("ultra_gateway") if provider is not None else None
+        self.tracer: trace.Tracer | None = None
+        if provider is not None:
+            tracer = provider.get_tracer("ultra_gateway")
+            self.tracer = LightTracer(tracer) if isinstance(tracer, SdkTracer) else tracer
 
     @classmethod
     def from_env(cls, service_name: str, *, env: Mapping[str, str] | None = None) -> Tracing:
@@ -62,21 +73,22 @@ class Tracing:
         kind = _wanted(env)
         if kind is None:
             return cls(None)
-        exporter: SpanExporter
+        exporter: SpanExporter | None = None
         if kind == "console":
             exporter = ConsoleSpanExporter()
         else:
             protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
             if protocol and protocol != "http/protobuf":
                 log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not supported; exporting OTLP/HTTP protobuf", protocol)
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            exporter = OtlpHttpExporter.from_env(env)
+            if exporter is None:  # a setting only the SDK's exporter supports (see telemetry/_export.py)
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            exporter = OTLPSpanExporter()
+                exporter = OTLPSpanExporter()
         # Smaller batches than the SDK's 512 unless configured: an export holds the GIL while it encodes, which
         # shows in the loop's p99. Measured at 200 req/s with Redis and tracing on (added p99): 512 spans 10-14 ms,
         # 128 spans 4-9 ms, 32 spans 3.5-5 ms but ~10 % fewer requests per CPU-second (one POST per 32 spans).
-        batch = None if env.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") else 128
-        processor = BatchSpanProcessor(exporter, max_export_batch_size=batch)
+        processor = BatchExport.from_env(exporter, env, max_batch=128)
         return cls.with_processor(processor, env.get("OTEL_SERVICE_NAME") or service_name)
 
     @classmethod
@@ -94,17 +106,15 @@ class Tracing:
         if self.provider is not None:
             self.provider.shutdown()  # flushes the last batch
 
-    @contextmanager
-    def server_span(self, name: str, headers: Mapping[str, str], attributes: dict[str, Any]) -> Iterator[Span | None]:
-        """The HTTP SERVER span, continuing an incoming W3C traceparent."""
+    def server_span(
+        self, name: str, headers: Mapping[str, str], attributes: dict[str, Any]
+    ) -> AbstractContextManager[Span | None]:
+        """The HTTP SERVER span, continuing an incoming W3C traceparent; current inside the `with`, ended on exit."""
         if self.tracer is None:
-            yield None
-            return
+            return nullcontext()
         parent = extract(headers) if headers else None  # a new trace without the propagators' work
-        with self.tracer.start_as_current_span(
-            name, context=parent, kind=SpanKind.SERVER, attributes=attributes, record_exception=False
-        ) as span:
-            yield span
+        span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        return _Current(span, record_exception=False, end_on_exit=True)
 
     def start_span(self, name: str, attributes: dict[str, Any]) -> Span | None:
         """An INTERNAL span under the current one; the caller ends it (it may outlive a `with` block)."""
@@ -130,10 +140,35 @@ def fail(span: Span, kind: str, description: str) -> None:
     span.set_status(Status(StatusCode.ERROR, description))
 
 
-def use(span: Span | None) -> Any:
+def use(span: Span | None) -> AbstractContextManager[Span | None]:
     """Make `span` current for a block (nothing when tracing is off)."""
     if span is None:
-        from contextlib import nullcontext
-
         return nullcontext()
-    return trace.use_span(span, end_on_exit=False)
+    return _Current(span, record_exception=True, end_on_exit=False)
+
+
+class _Current:
+    """What `trace.use_span` does, as a class rather than a generator (cheaper to enter on every request): the span
+    is current inside the block; an exception leaving it is recorded as an event (if asked) and sets the ERROR
+    status; the span ends on exit if asked."""
+
+    __slots__ = ("_end", "_record", "_token", "span")
+
+    def __init__(self, span: Span, *, record_exception: bool, end_on_exit: bool) -> None:
+        self.span = span
+        self._record = record_exception
+        self._end = end_on_exit
+
+    def __enter__(self) -> Span:
+        self._token = context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        context.detach(self._token)
+        span = self.span
+        if isinstance(exc, Exception) and span.is_recording():  # as use_span: not for CancelledError and the like
+            if self._record:
+                span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        if self._end:
+            span.end()
