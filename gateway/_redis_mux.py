@@ -52,6 +52,7 @@ class _Connection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._reader = hiredis.Reader()
         self._pending: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self._outgoing: list[bytes] = []
         self._timer: asyncio.TimerHandle | None = None
         self._transport: asyncio.Transport | None = None
         self.error: Exception | None = None  # set once the connection is unusable
@@ -79,16 +80,26 @@ class _Connection(asyncio.Protocol):
             self.fail(ConnectionError(str(exc)))
 
     def send(self, packed: bytes) -> asyncio.Future[Any]:
-        """Write one command now; its reply (or ReplyError) comes on the future."""
+        """Queue one command for this loop turn's write; its reply (or ReplyError) comes on the future."""
         if self.error is not None:
             raise self.error
-        assert self._transport is not None
-        future = self._loop.create_future()
+        loop = self._loop
+        future = loop.create_future()
+        deadline = loop.time() + self._timeout_s
         if not self._pending and self._timer is None:
-            self._timer = self._loop.call_at(self._loop.time() + self._timeout_s, self._expire)
-        self._pending.append((self._loop.time() + self._timeout_s, future))
-        self._transport.write(packed)
+            self._timer = loop.call_at(deadline, self._expire)
+        self._pending.append((deadline, future))
+        if not self._outgoing:
+            loop.call_soon(self._flush)
+        self._outgoing.append(packed)
         return future
+
+    def _flush(self) -> None:
+        # One write (one system call, the most expensive step of a command here) for every command queued in this
+        # loop turn, by every caller: under load several requests' commands share it.
+        outgoing, self._outgoing = self._outgoing, []
+        if self.error is None and self._transport is not None:
+            self._transport.write(b"".join(outgoing))
 
     def _expire(self) -> None:
         self._timer = None
