@@ -211,14 +211,14 @@ class RedisEndpoint:
         mux = self._mux
         if mux is None:
             return await self.call(lambda client: script.registered(keys=keys, args=args, client=client))
-        return await self._pipelined(_evaluate(mux, script, keys, args))
+        return await self._guarded(_evaluate(mux, script, keys, args))
 
     async def get(self, key: str) -> bytes | None:
         mux = self._mux
         if mux is None:
             value: bytes | str | None = await self.call(lambda client: client.get(key))
             return value.encode() if isinstance(value, str) else value
-        reply: bytes | None = await self._pipelined(mux.execute(pack(("GET", key))))
+        reply: bytes | None = await self._guarded(mux.execute(pack(("GET", key))))
         return reply
 
     async def eval_many(self, calls: Sequence[ScriptCall]) -> None:
@@ -228,10 +228,11 @@ class RedisEndpoint:
         if mux is None:
             await self._run_scripts(calls)
         elif calls:
-            await self._pipelined(_evaluate_many(mux, calls))
+            await self._guarded(_evaluate_many(mux, calls))
 
-    async def _pipelined(self, operation: Coroutine[Any, Any, T]) -> T:
-        """`call` for an operation on the pipelined connection (its budget is the connection's)."""
+    async def _guarded(self, operation: Coroutine[Any, Any, T]) -> T:
+        """Run an operation behind the breaker; RedisUnavailable instead of any error of redis-py, of the
+        pipelined connection (whose budget is its own) or of an error reply."""
         if not self._admit():
             operation.close()  # never started
             raise self._unavailable("circuit open")
@@ -251,22 +252,13 @@ class RedisEndpoint:
 
     async def call(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
         """Run one Redis operation within the budget; raise RedisUnavailable instead of any redis-py error."""
-        if not self._admit():
-            raise self._unavailable("circuit open")
-        probe = self._opened_at is not None
-        try:
-            async with asyncio.timeout(self.timeout_s), self._slots:
-                if not self._cluster_ready:
-                    await self._discover()
-                result = await operation(self.client)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._failure()
-            raise self._unavailable(type(exc).__name__) from None
-        finally:
-            if probe:
-                self._probing = False
-        self._success()
-        return result
+        return await self._guarded(self._through_redis_py(operation))
+
+    async def _through_redis_py(self, operation: Callable[[Redis], Awaitable[T]]) -> T:
+        async with asyncio.timeout(self.timeout_s), self._slots:
+            if not self._cluster_ready:
+                await self._discover()
+            return await operation(self.client)
 
     async def _run_scripts(self, calls: Sequence[ScriptCall]) -> None:
         """`eval_many` through redis-py: one alone, several in a non-transactional pipeline
