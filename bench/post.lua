@@ -15,13 +15,16 @@ if os.getenv("BENCH_STREAM") == "1" then
   tail = ',"temperature":0,"stream":true}'
 end
 local counter = 0
+-- every wrk run gets its own nonce from bench/run.py: LuaJIT's math.random repeats its sequence in each run, so
+-- without it a later run would resend an earlier run's bodies and hit the cache
+local nonce = os.getenv("BENCH_NONCE") or ""
 wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say hello in five words."}]' .. tail
 
 if unique then
   request = function()
     counter = counter + 1
     local body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say hello ' ..
-      tostring(counter) .. ' ' .. tostring(math.random(1, 1000000000)) .. '"}]' .. tail
+      nonce .. ' ' .. tostring(counter) .. ' ' .. tostring(math.random(1, 1000000000)) .. '"}]' .. tail
     return wrk.format(nil, nil, nil, body)
   end
 end

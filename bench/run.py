@@ -187,6 +187,7 @@ def wrk(
         **os.environ,
         "BENCH_MODEL": model,
         "BENCH_UNIQUE": "1" if unique else "0",
+        "BENCH_NONCE": os.urandom(6).hex(),
         "BENCH_STREAM": "1" if stream else "0",
         "BENCH_KEY": KEY if key is None else key,
     }

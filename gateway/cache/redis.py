@@ -53,7 +53,7 @@ class RedisCache:
 
     def __init__(self, endpoint: RedisEndpoint) -> None:
         self._endpoint = endpoint
-        register = endpoint.client.register_script
+        register = endpoint.script
         self._unlock, self._get_or_lock, self._set, self._set_and_unlock = (
             register(_UNLOCK),
             register(_GET_OR_LOCK),
@@ -62,12 +62,12 @@ class RedisCache:
         )
 
     async def get(self, key: str) -> bytes | None:
-        return _bytes(await self._endpoint.call(lambda client: client.get(key)))
+        return _bytes(await self._endpoint.get(key))
 
     async def get_or_lock(self, key: str, lock_key: str, ttl_s: float) -> tuple[bytes | None, str | None]:
         token = random_hex(32)
         args: list[str | int] = [token, max(1, int(ttl_s * 1000))]
-        reply = await self._endpoint.call(lambda c: self._get_or_lock(keys=[key, lock_key], args=args, client=c))
+        reply = await self._endpoint.eval(self._get_or_lock, [key, lock_key], args)
         if isinstance(reply, int):
             return None, token if reply == 1 else None
         return _bytes(reply), None
@@ -76,7 +76,7 @@ class RedisCache:
         await self.set_many([Write(key, value, ttl_s, unlock)])
 
     async def set_many(self, writes: Sequence[Write]) -> None:
-        await self._endpoint.run_scripts([call for write in writes if (call := self._script_for(write))])
+        await self._endpoint.eval_many([call for write in writes if (call := self._script_for(write))])
 
     def _script_for(self, write: Write) -> ScriptCall | None:
         key, value, ttl_s, unlock = write
@@ -88,7 +88,7 @@ class RedisCache:
         return self._set, [key], [value, ttl_ms]
 
     async def unlock(self, key: str, token: str) -> None:
-        await self._endpoint.call(lambda client: self._unlock(keys=[key], args=[token], client=client))
+        await self._endpoint.eval(self._unlock, [key], [token])
 
     async def ping(self) -> bool:
         return await self._endpoint.ping()

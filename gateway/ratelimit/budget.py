@@ -334,7 +334,7 @@ class RedisBudgets:
     def __init__(self, endpoint: RedisEndpoint, *, prefix: str = "ugw") -> None:
         self._endpoint = endpoint
         self._prefix = f"{prefix}:bud:{{bud}}:"
-        self._script = endpoint.client.register_script(LUA)
+        self._script = endpoint.script(LUA)
 
     def _keys(self, counters: Sequence[Counter], reservation: str) -> list[str]:
         return [*(self._prefix + c.state for c in counters), f"{self._prefix}resv:{reservation}"]
@@ -344,8 +344,7 @@ class RedisBudgets:
         for counter in counters:
             args += [counter.kind, counter.limit]
         keys = self._keys(counters, reservation)
-        reply = await self._endpoint.call(lambda client: self._script(keys=keys, args=args, client=client))
-        return _reading(reply, len(counters))
+        return _reading(await self._endpoint.eval(self._script, keys, args), len(counters))
 
     def _settle_args(self, settlement: SpendSettlement) -> tuple[list[str], list[Any]]:
         counters, reservation, actual = settlement
@@ -353,13 +352,12 @@ class RedisBudgets:
         return self._keys(counters, reservation or "-"), [mode, len(counters), actual, *(c.kind for c in counters)]
 
     async def settle_many(self, settlements: Sequence[SpendSettlement]) -> None:
-        await self._endpoint.run_scripts([(self._script, *self._settle_args(s)) for s in settlements])
+        await self._endpoint.eval_many([(self._script, *self._settle_args(s)) for s in settlements])
 
     async def read(self, counters: Sequence[Counter]) -> Reading:
         keys = self._keys(counters, "-")
         args = ["read", len(counters), *(c.kind for c in counters)]
-        reply = await self._endpoint.call(lambda client: self._script(keys=keys, args=args, client=client))
-        return _reading(reply, len(counters))
+        return _reading(await self._endpoint.eval(self._script, keys, args), len(counters))
 
     async def ping(self) -> bool:
         return await self._endpoint.ping()

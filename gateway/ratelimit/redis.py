@@ -89,8 +89,7 @@ class RedisLimiter:
     def __init__(self, endpoint: RedisEndpoint, *, prefix: str = "ugw") -> None:
         self._endpoint = endpoint
         self._prefix = f"{prefix}:rl:{{rl}}:"
-        # EVALSHA each call; on NOSCRIPT (restart, SCRIPT FLUSH, failover) redis-py loads it and retries once.
-        self._script = endpoint.client.register_script(LUA)
+        self._script = endpoint.script(LUA)
 
     def key(self, state: str) -> str:
         return self._prefix + state
@@ -105,8 +104,7 @@ class RedisLimiter:
         for check in checks:
             args += [check.rate.ei, check.rate.tolerance, check.cost]
         keys = self._keys(checks, reservation)
-        reply = await self._endpoint.call(lambda client: self._script(keys=keys, args=args, client=client))
-        values = [int(v) for v in reply]
+        values = [int(v) for v in await self._endpoint.eval(self._script, keys, args)]
         return [
             Outcome(check, values[1 + 4 * i] == 1, *values[2 + 4 * i : 5 + 4 * i]) for i, check in enumerate(checks)
         ]
@@ -116,13 +114,12 @@ class RedisLimiter:
 
     async def settle(self, checks: Sequence[Check], *, reservation: str, actual: int) -> int | None:
         keys, args = self._settle_args(checks, reservation, actual)
-        reply = await self._endpoint.call(lambda client: self._script(keys=keys, args=args, client=client))
-        reserved = int(reply)
+        reserved = int(await self._endpoint.eval(self._script, keys, args))
         return None if reserved < 0 else reserved
 
     async def settle_many(self, settlements: Sequence[Settlement]) -> None:
         calls = [(self._script, *self._settle_args(c, reservation, actual)) for c, reservation, actual in settlements]
-        await self._endpoint.run_scripts(calls)
+        await self._endpoint.eval_many(calls)
 
     async def ping(self) -> bool:
         return await self._endpoint.ping()
