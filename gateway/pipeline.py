@@ -293,7 +293,7 @@ class Pipeline:
         self, key: CacheKey | None, caller: Caller, ctx: StrategyContext
     ) -> AbstractAsyncContextManager[Lookup]:
         if key is None or self.cache is None:
-            return _no_cache()
+            return _NO_CACHE
         wanted = caller.cache
         return self.cache.lookup(key, read=wanted.read, write=wanted.write, ttl_s=wanted.ttl_s, wait_s=ctx.remaining())
 
@@ -385,6 +385,17 @@ async def _iterate(chunks: list[Chunk]) -> AsyncIterator[Chunk]:
         yield chunk
 
 
-@asynccontextmanager
-async def _no_cache() -> AsyncIterator[Lookup]:
-    yield Lookup("bypass")
+class _NoCache:
+    """The lookup when the cache is off or bypassed: a class, not a generator-based context manager (a fresh
+    generator and its wrapper per request cost more than the rest of this step)."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> Lookup:
+        return Lookup("bypass")
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_CACHE = _NoCache()
