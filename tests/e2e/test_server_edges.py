@@ -1,5 +1,6 @@
 """The real server's edges: connections that never finish their headers are closed after
-`server.header_timeout_s`, and SIGTERM ends in-flight streams with an error event (no traceback)."""
+`server.header_timeout_s`, SIGTERM ends in-flight streams with an error event (no traceback), and responses are
+whole and in order however the server gathers its writes (pipelined requests, `Connection: close`)."""
 
 from __future__ import annotations
 
@@ -58,18 +59,55 @@ def _closed_within(sock: socket.socket, limit_s: float) -> float:
     return time.monotonic() - started
 
 
+def _recv(sock: socket.socket) -> bytes:
+    data = sock.recv(65536)
+    if not data:
+        pytest.fail("the server closed the connection in the middle of a response")
+    return data
+
+
 def _response(sock: socket.socket) -> bytes:
     """One whole response with a content-length, read off a kept-alive connection."""
     data = b""
     while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
+        data += _recv(sock)
     head, _, body = data.partition(b"\r\n\r\n")
     length = int(
         next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[1]
     )
     while len(body) < length:
-        body += sock.recv(65536)
+        body += _recv(sock)
     return head + b"\r\n\r\n" + body
+
+
+def _request(model: str, *headers: bytes) -> bytes:
+    body = orjson.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    head = b"".join(header + b"\r\n" for header in headers)
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+        + head
+        + b"content-length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
+@pytest.mark.timeout(60)
+def test_pipelined_requests_and_connection_close_get_whole_answers_in_order(
+    upstream: FaultyUpstream, tmp_path: Path
+) -> None:
+    config = _config(tmp_path / "gateway.yaml", upstream, 5)
+    with GatewayProcess(config) as gateway, socket.create_connection(_address(gateway), timeout=5) as sock:
+        sock.sendall(_request("up/ok", b"x-request-id: first") + _request("nope/missing", b"x-request-id: second"))
+        first, second = _response(sock), _response(sock)
+        assert first.startswith(b"HTTP/1.1 200")
+        assert b"x-request-id: first" in first
+        assert second.startswith(b"HTTP/1.1 404")
+        assert b"x-request-id: second" in second
+        sock.sendall(_request("up/ok", b"connection: close"))
+        last = _response(sock)
+        assert last.startswith(b"HTTP/1.1 200")
+        assert b"connection: close" in last.lower()
+        assert _closed_within(sock, 5) < 5  # all of it was written before the close
 
 
 @pytest.mark.parametrize(
