@@ -51,15 +51,18 @@ def _mock(config: ProviderSettings, api_key: str | None) -> Provider:
 
 
 def _http(config: ProviderSettings, base_url: str, dialect: Dialect) -> Provider:
-    return HttpProvider(
-        config.name,
-        base_url,
-        dialect,
-        timeouts=Timeouts(config.timeout.connect_s, config.timeout.read_s),
-        headers=config.headers,
-        max_connections=config.max_connections,
-        max_response_bytes=config.max_response_bytes,
-    )
+    try:
+        return HttpProvider(
+            config.name,
+            base_url,
+            dialect,
+            timeouts=Timeouts(config.timeout.connect_s, config.timeout.read_s),
+            headers=config.headers,
+            max_connections=config.max_connections,
+            max_response_bytes=config.max_response_bytes,
+        )
+    except ValueError as exc:  # a line break in its key: the message names the provider, never the value
+        raise ValueError(f"provider {config.name}: {exc} (check {config.api_key_env or 'its headers'})") from None
 
 
 def _openai(config: ProviderSettings, api_key: str | None) -> Provider:

@@ -108,6 +108,13 @@ class ProviderSettings(_Strict):
     )
     models: Annotated[list[ModelSettings], Field(min_length=1)]
 
+    @field_validator("headers")
+    @classmethod
+    def _header_lines(cls, value: dict[str, str]) -> dict[str, str]:
+        if any("\r" in text or "\n" in text for item in value.items() for text in item):
+            raise ValueError("a header name or value may not contain a line break")
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
@@ -134,7 +141,9 @@ class ProviderSettings(_Strict):
         return self
 
     def api_key(self, env: Mapping[str, str]) -> SecretStr | None:
-        value = env.get(self.api_key_env) if self.api_key_env else None
+        """The key from its environment variable, without surrounding whitespace (a key pasted from a file with
+        Windows line endings ends in a carriage return, which no HTTP header may carry)."""
+        value = env.get(self.api_key_env, "").strip() if self.api_key_env else None
         return SecretStr(value) if value else None
 
 

@@ -5,7 +5,7 @@ in each uvicorn worker).
 The lines logged within `HAND_OVER_S` of each other are handed over together: the writer wakes once per batch,
 not once per request, and no record is copied or formatted on the way (the stdlib QueueHandler did both, about
 5 % of a request's CPU in `python -m bench.profile`). Handing over at the end of each event-loop turn instead
-woke the writer for nearly every request under load, and each wake cost GIL hand-offs between the two threads
+woke the writer for nearly every request at low load, and each wake cost GIL hand-offs between the two threads
 (about 11 futex calls per request, `strace -c`); a line now reaches the stream at most 20 ms late.
 """
 

@@ -100,3 +100,26 @@ def test_the_real_provider_example_loads_with_its_groups() -> None:
     settings = load_settings(REFERENCE.parents[1] / "config" / "example.yaml", env={})
     assert settings.model_groups["smart"].routing == "least_in_flight"
     assert settings.model_groups["default"].alias == "ultra-balanced"
+
+
+def test_line_breaks_in_upstream_headers_are_refused_and_a_keys_surrounding_whitespace_dropped() -> None:
+    provider = "providers:\n  - {name: up, kind: openai, base_url: 'http://u/v1', models: [{id: m}]%s}\n"
+    errors = errors_of(provider % ', headers: {x-team: "a\\r\\ninjected: 1"}')
+    assert errors == ["providers[0].headers: a header name or value may not contain a line break"]
+    settings = parse_settings(provider % ", api_key_env: UP_KEY", env={})
+    key = settings.providers[0].api_key({"UP_KEY": "sk-from-a-windows-file\r\n"})
+    assert key is not None
+    assert key.get_secret_value() == "sk-from-a-windows-file"
+    assert settings.providers[0].api_key({"UP_KEY": " \n"}) is None
+
+
+def test_a_key_with_a_line_break_inside_fails_at_start_naming_its_variable_not_its_value() -> None:
+    from gateway.registry import build_provider
+
+    provider = (
+        "providers:\n  - {name: up, kind: openai, base_url: 'http://u/v1', api_key_env: UP_KEY, models: [{id: m}]}\n"
+    )
+    settings = parse_settings(provider, env={})
+    with pytest.raises(ValueError, match=r"provider up: .*line break.*UP_KEY") as caught:
+        build_provider(settings.providers[0], {"UP_KEY": "sk-secret\nhalf"})
+    assert "sk-secret" not in str(caught.value)
