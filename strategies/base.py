@@ -291,6 +291,12 @@ class StrategyContext:
                 if recorded is not None and attempt.status == "ok":
                     attempt.status = "cancelled"  # left before the end
                 finish()
+            if recorded is not None:
+                recorded.detach()
+
+
+def _nothing() -> None:
+    return None
 
 
 class RecordedStream:
@@ -313,6 +319,11 @@ class RecordedStream:
     @property
     def usage(self) -> Usage | None:
         return self._upstream.usage
+
+    def detach(self) -> None:
+        """Forget the end callback: it refers back to this stream (a cycle only the garbage collector would free,
+        with everything the request holds; per-request cycles cost more CPU than anything else here)."""
+        self._on_done = _nothing
 
     async def __aiter__(self) -> AsyncIterator[Chunk]:
         async for chunk in self._upstream:

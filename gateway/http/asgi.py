@@ -26,7 +26,7 @@ import orjson
 from gateway.auth import ANONYMOUS, Principal
 from gateway.core.errors import GatewayError, InvalidRequest, MethodNotAllowed, PayloadTooLarge, UpstreamTimeout
 from gateway.http.caller import caller_of
-from gateway.http.edge import ASGIApp, Message, Receive, Scope, Send
+from gateway.http.edge import ASGIApp, Receive, Scope, Send
 from gateway.http.errors import unexpected
 from gateway.http.render import encode
 from gateway.http.server import shutting_down
@@ -72,7 +72,11 @@ class Inbound:
     send: Send
     headers: dict[str, str]
     state: RequestState
-    started: bool = False  # the response has started: too late for an error status
+
+    @property
+    def started(self) -> bool:
+        """The response has started: too late for an error status."""
+        return self.state.status != 0
 
     @property
     def request_id(self) -> str:
@@ -157,13 +161,6 @@ def raw_route(
     allowed = tuple(handlers)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        inbound: Inbound | None = None
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start" and inbound is not None:
-                inbound.started = True
-            await send(message)
-
         state = state_of(scope)
         try:
             handler = handlers.get(scope["method"])
@@ -171,10 +168,9 @@ def raw_route(
                 raise MethodNotAllowed(f"Only {', '.join(allowed)} is allowed on {scope['path']}.", allowed=allowed)
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             state.principal = authenticate(gateway, headers)
-            inbound = Inbound(gateway, scope, receive, sending, headers, state)
-            await handler(inbound)
+            await handler(Inbound(gateway, scope, receive, send, headers, state))
         except Exception as exc:
-            if inbound is not None and inbound.started:  # too late for an error response: the connection closes
+            if state.status:  # the response started (the edge records it): too late for an error response
                 raise
             error = exc if isinstance(exc, GatewayError) else unexpected(state.request_id, exc)
             status, body, extra = render(error)
@@ -239,8 +235,11 @@ class _HangUp:
         self.task.cancel()
 
     def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
+        # Forgotten as it is cancelled: the cancelled task keeps its CancelledError, whose traceback holds the
+        # `_watch` frame and so this object (a cycle that only the garbage collector would free).
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
 
 
 async def until_disconnect(work: Callable[[Callable[[], None]], Awaitable[None]], receive: Receive) -> None:

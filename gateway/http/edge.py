@@ -105,16 +105,16 @@ class RequestIdEdge:
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
-        status = [0]  # no response started yet
         try:
-            await self._handle(scope, receive, send, status)
+            await self._handle(scope, receive, send)
         finally:
             # After the response has gone out: the line never delays it (a writer thread, telemetry/access.py).
             # No response at all: the client hung up first (499, as nginx logs it), or the server failed (500).
-            code = status[0] or (499 if state_of(scope).hung_up else 500)
+            state = state_of(scope)
+            code = state.status or (499 if state.hung_up else 500)
             access_line(_access_line(scope, code, started))
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send, status: list[int]) -> None:
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = scope["headers"]
         given = next((v for k, v in headers if k == b"x-request-id"), None)
         request_id = given.decode() if given is not None and _CLIENT_ID.match(given) else f"req_{random_hex(32)}"
@@ -127,7 +127,7 @@ class RequestIdEdge:
             if trace_id is not None:  # no tracing here, but the caller's trace continues through us
                 state.trace_id = trace_id
                 extra.append((b"x-ultra-trace-id", trace_id.encode()))
-            await app(scope, receive, self._sender(send, extra, None, status))
+            await app(scope, receive, self._sender(send, extra, None, state))
             return
         method = scope["method"]
         route = route_template(scope["path"])
@@ -145,14 +145,14 @@ class RequestIdEdge:
             trace_id = format(span.get_span_context().trace_id, "032x")
             state.trace_id = trace_id
             extra.append((b"x-ultra-trace-id", trace_id.encode()))
-            await app(scope, receive, self._sender(send, extra, span, status))
+            await app(scope, receive, self._sender(send, extra, span, state))
 
     @staticmethod
-    def _sender(send: Send, extra: list[tuple[bytes, bytes]], span: Any, status: list[int]) -> Send:
+    def _sender(send: Send, extra: list[tuple[bytes, bytes]], span: Any, state: RequestState) -> Send:
         async def sender(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *extra]
-                code = status[0] = message["status"]
+                code = state.status = message["status"]
                 if span is not None:
                     span.set_attribute("http.response.status_code", code)
                     if code >= 500:  # a 4xx (including a 429) is the client's, not an error of this server

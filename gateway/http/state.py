@@ -23,6 +23,7 @@ class RequestState:
     model: str | None = None
     meta: StrategyMeta | None = None  # complete by the time the access line is written
     hung_up: bool = False  # the client went away before an answer was sent
+    status: int = 0  # the response's status once it has started (set by the edge): too late for another
 
     def attach(self, scope: MutableMapping[str, Any]) -> RequestState:
         scope[_KEY] = self

@@ -79,8 +79,11 @@ class Watchdog:
 
     def release(self, guard: Guard) -> None:
         self._guards.discard(guard)
-        if guard.watcher is not None:
-            guard.watcher.cancel()
+        # Forgotten as it is cancelled: the cancelled task keeps its CancelledError, whose traceback holds the
+        # `_watch` frame and so the guard (a cycle that only the garbage collector would free).
+        watcher, guard.watcher = guard.watcher, None
+        if watcher is not None:
+            watcher.cancel()
 
     def drain(self, after_s: float) -> None:
         """Shutdown has begun: end every request still running `after_s` seconds from now."""

@@ -28,6 +28,7 @@ import httptools
 __all__ = ["BadResponse", "Pool", "Response"]
 
 KEEPALIVE_S = 15.0  # an idle connection older than this is closed rather than reused (servers drop them too)
+LINGER_S = 1.0  # how long a released answer's connection waits for the end of its message (Response.release)
 _HIGH_WATER = 1 << 18  # unread body bytes beyond which the socket stops being read (a slow consumer)
 
 
@@ -72,7 +73,9 @@ class Response:
         "_done",
         "_error",
         "_keep_alive",
+        "_linger",
         "_loop",
+        "_parked",
         "_parts",
         "_read_s",
         "_reading_all",
@@ -103,6 +106,8 @@ class Response:
         self._decoder: zlib._Decompress | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._reading_all = False
+        self._parked: _Conn | None = None  # released before the end of its message (see `release`)
+        self._linger: asyncio.TimerHandle | None = None
         # Decompressed bytes this answer may still produce: one past the caller's limit, so that the caller sees
         # it went over, and no compressed bomb ever expands further in memory.
         self._room = sys.maxsize if max_body is None else max_body + 1
@@ -141,6 +146,9 @@ class Response:
                 return
         self._parts.append(data)
         self._buffered += len(data)
+        if self._parked is not None:  # released: what still comes is not read by anyone
+            self._parts.clear()
+            return
         if self._buffered > _HIGH_WATER and not self._reading_all and self._conn is not None:
             self._conn.pause()
         self._wake()
@@ -160,11 +168,16 @@ class Response:
         self._done = True
         self._keep_alive = keep_alive
         self._wake()
+        if self._parked is not None:
+            self._parts.clear()
+            self._unpark(keep_alive)
 
     def _fail(self, error: BaseException) -> None:
         if self._error is None and not self._done:
             self._error = error
             self._wake()
+            if self._parked is not None:
+                self._unpark(keep_alive=False)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -176,7 +189,7 @@ class Response:
     async def _wait(self) -> None:
         """Until the connection brings something: at most the read timeout, and never past the deadline."""
         if self._error is not None:
-            raise self._error
+            raise _fresh(self._error)
         loop = self._loop
         waiter = self._waiter = loop.create_future()
         now = loop.time()
@@ -191,7 +204,7 @@ class Response:
             timer.cancel()
             self._waiter = None
         if self._error is not None:
-            raise self._error
+            raise _fresh(self._error)
 
     async def _headers(self) -> None:
         while not self.status:
@@ -223,13 +236,41 @@ class Response:
             self._conn.resume()
         return data
 
-    def release(self) -> None:
+    def release(self, *, linger: bool = False) -> None:
+        """Give the connection back when the answer was read to its end, else close it. With `linger`, the caller
+        says it has all it needs although the HTTP message may not have ended yet: a stream's own framing (an
+        SSE `[DONE]`) often comes a moment before a chunked body's last, empty chunk. The connection then waits
+        up to `LINGER_S` for that end and goes back to the pool when it comes, rather than being closed (a new
+        connection, and a TLS handshake, for every stream otherwise)."""
         conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._error is not None or (self._done and not self._keep_alive) or not (self._done or linger):
+            conn.close()
+        elif self._done:
+            conn.pool._put(conn)
+        else:
+            self._parked = conn
+            conn.pool._lingering.add(conn)
+            self._parts.clear()
+            conn.resume()
+            self._linger = self._loop.call_later(LINGER_S, self._give_up)
+
+    def _unpark(self, keep_alive: bool) -> None:
+        conn, self._parked = self._parked, None
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         if conn is not None:
-            if self._done and self._keep_alive and self._error is None:
+            conn.pool._lingering.discard(conn)
+            if keep_alive:
                 conn.pool._put(conn)
             else:
                 conn.close()
+
+    def _give_up(self) -> None:
+        self._linger = None
+        self._unpark(keep_alive=False)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -237,9 +278,18 @@ class Response:
             conn.close()
 
 
+def _fresh(error: BaseException) -> BaseException:
+    """A new exception like the stored one: raising the stored one would give it a traceback holding the frame
+    that holds this response, a reference cycle that only the garbage collector would free."""
+    return type(error)(*error.args)
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
+
+
+_NO_PARSER = httptools.HttpResponseParser(object())  # what a lost connection parses with: nothing ever
 
 
 class _Conn(asyncio.Protocol):
@@ -288,6 +338,9 @@ class _Conn(asyncio.Protocol):
             else:
                 response._fail(BadResponse("the upstream closed the connection in the middle of its answer"))
         self.pool._forget(self)
+        # The parser holds this protocol's callbacks, and this protocol the parser: a cycle only the garbage
+        # collector would free. Nothing is parsed after the connection is lost.
+        self.parser = _NO_PARSER
 
     # --- httptools callbacks ----------------------------------------------------------------------------------
 
@@ -381,6 +434,7 @@ class Pool:
         self._defaults.update({k.lower(): v for k, v in headers.items()})
         self._head = _header_block(self._defaults)
         self._idle: deque[_Conn] = deque()
+        self._lingering: set[_Conn] = set()  # released answers' connections waiting for their message's end
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.closed = False
@@ -493,10 +547,12 @@ class Pool:
                 return
 
     def close(self) -> None:
-        """Close every idle connection; the ones in use close when their answers are released."""
+        """Close every idle or lingering connection; the ones in use close when their answers are released."""
         self.closed = True
         while self._idle:
             self._idle.pop().close()
+        for conn in list(self._lingering):
+            conn.close()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():

@@ -233,7 +233,7 @@ class HttpProvider:
             yield stream
         finally:
             if stream.finished:
-                response.release()  # read to the end: the connection goes back to the pool
+                response.release(linger=True)  # read to its end: the connection goes back to the pool
             else:
                 response.close()  # abandoned mid-stream (loser, client gone, error): drop the connection
 

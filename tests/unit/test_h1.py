@@ -952,3 +952,45 @@ async def test_a_tls_certificate_for_another_name_is_refused(certificate: ssl.SS
                 await pool.post("/x", b"{}", deadline=soon())
         finally:
             pool.close()
+
+
+async def test_a_released_stream_waits_for_the_end_of_its_message_and_its_connection_is_reused() -> None:
+    released = asyncio.Event()
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(head + chunked(b"data: [DONE]\n\n")[:-5])  # the stream's own end, not the message's
+        await released.wait()
+        await peer.send(b"0\r\n\r\n")  # the message's end, after the caller let go
+        await peer.request()
+        await peer.send(OK)
+        await peer.client_closed()
+
+    # One connection at most: the next post waits for the lingering one (a closed one would be replaced).
+    async with serve(handler) as upstream, pool_for(upstream, limit=1) as pool:
+        response = await pool.post("/x", b"{}", deadline=soon())
+        assert await response.readany() == b"data: [DONE]\n\n"
+        response.release(linger=True)
+        released.set()
+        assert (await fetch(pool))[1] == b"ok"
+        assert upstream.accepted == 1
+
+
+async def test_a_released_stream_whose_message_never_ends_is_not_reused_and_closes_with_the_pool() -> None:
+    async def handler(peer: Peer) -> None:
+        if peer.index == 0:
+            await peer.request()
+            await peer.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + chunked(b"data: x\n\n")[:-5])
+        else:
+            await peer.request()
+            await peer.send(OK)
+        await peer.client_closed()
+
+    async with serve(handler) as upstream, pool_for(upstream) as pool:
+        response = await pool.post("/x", b"{}", deadline=soon())
+        assert await response.readany() == b"data: x\n\n"
+        response.release(linger=True)
+        assert (await fetch(pool))[1] == b"ok"  # not on the lingering connection
+        assert upstream.accepted == 2
+    # leaving: the pool closed the lingering connection (the server saw it close; no transport left open)
