@@ -8,13 +8,17 @@ it finds, and fails on any object of the gateway's own among it."""
 from __future__ import annotations
 
 import gc
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+import gateway
+import strategies
 from tests._app import in_process
 from tests.fakes.openai_upstream import FakeOpenAI
 
@@ -46,6 +50,9 @@ cache: {{enabled: true, backend: memory}}
         yield c
 
 
+_SOURCES = tuple(str(Path(package.__file__ or "").parent) + os.sep for package in (gateway, strategies))
+
+
 def _ours(value: Any) -> bool:
     kind = type(value)
     if (kind.__module__ or "").startswith(("gateway.", "strategies.")):
@@ -55,7 +62,7 @@ def _ours(value: Any) -> bool:
         (getattr(function, name) for name in ("__code__", "cr_code", "ag_code", "gi_code") if hasattr(function, name)),
         None,
     )
-    return code is not None and ("/gateway/" in code.co_filename or "/strategies/" in code.co_filename)
+    return code is not None and code.co_filename.startswith(_SOURCES)
 
 
 CHAT = {"model": "up/echo", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
